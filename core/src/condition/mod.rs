@@ -1,0 +1,1 @@
+//! Falco's condition language over pipeline events (work in progress).

@@ -1,0 +1,504 @@
+//! The Kubernetes audit event (`audit.k8s.io/v1` and `v1beta1` `Event`).
+//!
+//! An [`AuditEvent`] keeps the event's JSON text exactly as it arrived (made
+//! compact when it spanned several lines) next to a typed [`AuditHeader`] parsed
+//! from it. `requestObject` and `responseObject` are only located (as byte
+//! ranges of the text), never parsed, until a transform asks for them. Writing an
+//! unchanged event writes its original text, so every field, known or not,
+//! survives byte for byte. An edit (a transform removing a body, changing the
+//! level, redacting) rewrites the text through an ordered map of the top-level
+//! fields, keeping every field it did not touch verbatim.
+
+use std::ops::Range;
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::json::{compact_json, max_depth_exceeds};
+use super::EventError;
+
+/// The stage of request handling at which an audit event was generated.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Stage {
+    /// The audit handler received the request, before delegating it.
+    RequestReceived,
+    /// Response headers were sent, the body not yet (long-running requests such as watch).
+    ResponseStarted,
+    /// The response body has been completed.
+    ResponseComplete,
+    /// A panic occurred while handling the request.
+    Panic,
+    /// A stage this version of auditflow does not know (kept as written).
+    Other(Box<str>),
+}
+
+impl Stage {
+    /// Parses the stage name as the apiserver writes it.
+    pub fn parse(name: &str) -> Stage {
+        match name {
+            "RequestReceived" => Stage::RequestReceived,
+            "ResponseStarted" => Stage::ResponseStarted,
+            "ResponseComplete" => Stage::ResponseComplete,
+            "Panic" => Stage::Panic,
+            other => Stage::Other(other.into()),
+        }
+    }
+
+    /// The stage name as the apiserver writes it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Stage::RequestReceived => "RequestReceived",
+            Stage::ResponseStarted => "ResponseStarted",
+            Stage::ResponseComplete => "ResponseComplete",
+            Stage::Panic => "Panic",
+            Stage::Other(name) => name,
+        }
+    }
+}
+
+/// How much of a request an audit event records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Level {
+    /// Not logged at all.
+    None,
+    /// Who, what and when; no bodies.
+    Metadata,
+    /// Metadata and the request body.
+    Request,
+    /// Metadata, the request body and the response body.
+    RequestResponse,
+}
+
+impl Level {
+    /// Parses a level name as written in events and audit policies.
+    pub fn parse(name: &str) -> Option<Level> {
+        match name {
+            "None" => Some(Level::None),
+            "Metadata" => Some(Level::Metadata),
+            "Request" => Some(Level::Request),
+            "RequestResponse" => Some(Level::RequestResponse),
+            _ => None,
+        }
+    }
+
+    /// The level name as written in events and audit policies.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::None => "None",
+            Level::Metadata => "Metadata",
+            Level::Request => "Request",
+            Level::RequestResponse => "RequestResponse",
+        }
+    }
+}
+
+/// The authenticated (or impersonated) user of a request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct UserInfo {
+    /// The user name (`system:serviceaccount:NS:NAME` for service accounts).
+    #[serde(default)]
+    pub username: String,
+    /// The user's unique id, when the authenticator gives one.
+    #[serde(default)]
+    pub uid: Option<String>,
+    /// The groups the user belongs to.
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// The object a resource request is about.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectReference {
+    /// The resource, plural and lower case (`pods`, `configmaps`).
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// The namespace; absent for cluster-scoped objects.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// The object's name; absent for list, watch and create requests without a name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The object's uid.
+    #[serde(default)]
+    pub uid: Option<String>,
+    /// The API group (`apps`, `rbac.authorization.k8s.io`); empty or absent for the core group.
+    #[serde(default)]
+    pub api_group: Option<String>,
+    /// The API version (`v1`).
+    #[serde(default)]
+    pub api_version: Option<String>,
+    /// The object's resource version.
+    #[serde(default)]
+    pub resource_version: Option<String>,
+    /// The subresource (`exec`, `log`, `status`).
+    #[serde(default)]
+    pub subresource: Option<String>,
+}
+
+/// The outcome of the request (a `metav1.Status`), present from ResponseStarted on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct ResponseStatus {
+    /// The HTTP status code of the response.
+    #[serde(default)]
+    pub code: Option<i64>,
+    /// `Success` or `Failure`, when the apiserver sets it.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// A machine-readable reason (`NotFound`, `Forbidden`).
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// A human-readable message.
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// The typed fields of an audit event: everything transforms and stores index on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditHeader {
+    /// `audit.k8s.io/v1` or `audit.k8s.io/v1beta1`; absent in some exports.
+    pub api_version: Option<String>,
+    /// The unique id of the request; shared by the events of its stages.
+    pub audit_id: String,
+    /// The stage at which this event was generated.
+    pub stage: Stage,
+    /// The level the event was recorded at (absent in a few exports).
+    pub level: Option<Level>,
+    /// The request URI as sent by the client.
+    pub request_uri: String,
+    /// The Kubernetes verb (`get`, `list`, `create`, ...) or the lower-cased HTTP method.
+    pub verb: String,
+    /// The authenticated user.
+    pub user: UserInfo,
+    /// The user impersonated by the authenticated one, if any.
+    pub impersonated_user: Option<UserInfo>,
+    /// Client addresses, the request's own first, then proxies.
+    pub source_ips: Vec<String>,
+    /// The client's User-Agent header.
+    pub user_agent: Option<String>,
+    /// The object of a resource request; absent for non-resource requests (`/healthz`).
+    pub object_ref: Option<ObjectReference>,
+    /// The response status.
+    pub response_status: Option<ResponseStatus>,
+    /// When the apiserver received the request (RFC 3339, microseconds).
+    pub request_received_timestamp: Option<String>,
+    /// When the apiserver reached this stage (RFC 3339, microseconds).
+    pub stage_timestamp: Option<String>,
+    /// Annotations, among them `authorization.k8s.io/decision` and `.../reason`.
+    pub annotations: Vec<(String, String)>,
+}
+
+impl AuditHeader {
+    /// The value of an annotation, if present.
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.annotations
+            .iter()
+            .find(|(name, _)| name == key)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// The time of the event: its stage timestamp, or when the request was received.
+    pub fn timestamp(&self) -> Option<&str> {
+        self.stage_timestamp
+            .as_deref()
+            .or(self.request_received_timestamp.as_deref())
+    }
+
+    /// The response code, if the event has one.
+    pub fn response_code(&self) -> Option<i64> {
+        self.response_status.as_ref().and_then(|status| status.code)
+    }
+}
+
+/// One audit event: its JSON text, the typed header parsed from it and where its bodies are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    text: String,
+    header: AuditHeader,
+    request_object: Option<Range<usize>>,
+    response_object: Option<Range<usize>>,
+}
+
+/// The wire form of a JSON document that may hold an `Event` or an `EventList`.
+///
+/// Fields borrow from the input text; bodies are located but not parsed.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireDocument<'a> {
+    #[serde(default, borrow)]
+    kind: Option<&'a RawValue>,
+    #[serde(default)]
+    api_version: Option<String>,
+    #[serde(default, borrow)]
+    items: Option<Vec<&'a RawValue>>,
+    #[serde(default, rename = "auditID")]
+    audit_id: Option<String>,
+    #[serde(default)]
+    stage: Option<String>,
+    #[serde(default)]
+    level: Option<String>,
+    #[serde(default, rename = "requestURI")]
+    request_uri: Option<String>,
+    #[serde(default)]
+    verb: Option<String>,
+    #[serde(default)]
+    user: Option<UserInfo>,
+    #[serde(default)]
+    impersonated_user: Option<UserInfo>,
+    #[serde(default, rename = "sourceIPs")]
+    source_ips: Option<Vec<String>>,
+    #[serde(default)]
+    user_agent: Option<String>,
+    #[serde(default)]
+    object_ref: Option<ObjectReference>,
+    #[serde(default)]
+    response_status: Option<ResponseStatus>,
+    #[serde(default)]
+    request_received_timestamp: Option<String>,
+    #[serde(default)]
+    stage_timestamp: Option<String>,
+    #[serde(default)]
+    annotations: Option<IndexMap<String, String>>,
+    #[serde(default, borrow)]
+    request_object: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    response_object: Option<&'a RawValue>,
+}
+
+/// The result of decoding one JSON document: a single event, or the items of an `EventList`.
+pub type DecodedDocument = Vec<Result<AuditEvent, EventError>>;
+
+/// Decodes one JSON document holding an audit `Event` or an `EventList`.
+///
+/// The outer `Err` means the document as a whole is unusable (not JSON, not an
+/// object, not an audit event). For an `EventList`, each item is decoded on its
+/// own, so one bad item does not hide the others.
+pub fn decode_document(text: &str) -> Result<DecodedDocument, EventError> {
+    let wire = parse_wire(text)?;
+    match kind_of(&wire)? {
+        DocumentKind::Event => Ok(vec![Ok(AuditEvent::from_wire(text, wire)?)]),
+        DocumentKind::EventList => {
+            let items = wire.items.unwrap_or_default();
+            Ok(items
+                .into_iter()
+                .map(|item| AuditEvent::parse(item.get()))
+                .collect())
+        }
+    }
+}
+
+enum DocumentKind {
+    Event,
+    EventList,
+}
+
+fn parse_wire(text: &str) -> Result<WireDocument<'_>, EventError> {
+    let trimmed = text.trim_start();
+    if !trimmed.starts_with('{') {
+        return Err(EventError::NotAnObject(describe_json_start(trimmed)));
+    }
+    check_depth(text)?;
+    serde_json::from_str(text).map_err(EventError::from_json)
+}
+
+/// serde_json's own nesting limit for value trees: an accepted body can always be parsed later.
+const MAX_NESTING: usize = 128;
+
+fn check_depth(text: &str) -> Result<(), EventError> {
+    if max_depth_exceeds(text.as_bytes(), MAX_NESTING) {
+        return Err(EventError::Json(format!(
+            "nested deeper than {MAX_NESTING} levels"
+        )));
+    }
+    Ok(())
+}
+
+fn describe_json_start(text: &str) -> &'static str {
+    match text.as_bytes().first() {
+        None => "an empty document",
+        Some(b'[') => "a JSON array",
+        Some(b'"') => "a JSON string",
+        Some(b't' | b'f') => "a JSON boolean",
+        Some(b'n') => "JSON null",
+        Some(b'-' | b'0'..=b'9') => "a JSON number",
+        Some(_) => "text that is not JSON",
+    }
+}
+
+fn kind_of(wire: &WireDocument<'_>) -> Result<DocumentKind, EventError> {
+    if let Some(api_version) = &wire.api_version {
+        if !api_version.starts_with("audit.k8s.io/") {
+            return Err(EventError::NotAudit(format!(
+                "apiVersion is `{api_version}`, expected audit.k8s.io/v1 or audit.k8s.io/v1beta1"
+            )));
+        }
+    }
+    match wire.kind.map(RawValue::get) {
+        None | Some("\"Event\"") => Ok(DocumentKind::Event),
+        Some("\"EventList\"") if wire.items.is_some() => Ok(DocumentKind::EventList),
+        Some("\"EventList\"") => Err(EventError::NotAudit(
+            "an EventList without `items`".to_string(),
+        )),
+        Some(other) => Err(EventError::NotAudit(format!(
+            "kind is {other}, expected \"Event\" or \"EventList\""
+        ))),
+    }
+}
+
+impl AuditEvent {
+    /// Parses one audit `Event` from its JSON text.
+    pub fn parse(text: &str) -> Result<AuditEvent, EventError> {
+        let wire = parse_wire(text)?;
+        match kind_of(&wire)? {
+            DocumentKind::Event => AuditEvent::from_wire(text, wire),
+            DocumentKind::EventList => Err(EventError::NotAudit(
+                "an EventList where one Event was expected".to_string(),
+            )),
+        }
+    }
+
+    fn from_wire(text: &str, wire: WireDocument<'_>) -> Result<AuditEvent, EventError> {
+        if needs_compacting(text) {
+            // Pretty-printed input: make it one line, then locate the bodies anew.
+            return AuditEvent::parse(&compact_json(text));
+        }
+        let header = header_from_wire(&wire)?;
+        let lead = text.len() - text.trim_start().len();
+        let locate = |raw: &RawValue| shift_back(span_of(text, raw.get()), lead);
+        Ok(AuditEvent {
+            request_object: wire.request_object.map(locate),
+            response_object: wire.response_object.map(locate),
+            text: text.trim().to_string(),
+            header,
+        })
+    }
+
+    /// The typed header.
+    pub fn header(&self) -> &AuditHeader {
+        &self.header
+    }
+
+    /// The event's JSON text: one line, exactly as received unless a transform edited it.
+    pub fn as_json(&self) -> &str {
+        &self.text
+    }
+
+    /// The raw JSON of `requestObject`, if the event has one. Not parsed.
+    pub fn request_object(&self) -> Option<&str> {
+        self.request_object.clone().and_then(|r| self.text.get(r))
+    }
+
+    /// The raw JSON of `responseObject`, if the event has one. Not parsed.
+    pub fn response_object(&self) -> Option<&str> {
+        self.response_object.clone().and_then(|r| self.text.get(r))
+    }
+
+    /// Parses the whole event into a JSON value (for generic field access such as `jevt.value`).
+    pub fn to_value(&self) -> Result<serde_json::Value, EventError> {
+        serde_json::from_str(&self.text).map_err(EventError::from_json)
+    }
+
+    /// Starts an edit of the event's top-level fields; [`AuditEventEdit::finish`] applies it.
+    pub fn edit(&self) -> Result<AuditEventEdit, EventError> {
+        let fields: IndexMap<String, Box<RawValue>> =
+            serde_json::from_str(&self.text).map_err(EventError::from_json)?;
+        Ok(AuditEventEdit { fields })
+    }
+}
+
+/// An edit in progress: the event's top-level fields in their input order, each as raw JSON.
+#[derive(Debug, Clone)]
+pub struct AuditEventEdit {
+    fields: IndexMap<String, Box<RawValue>>,
+}
+
+impl AuditEventEdit {
+    /// Removes a top-level field; returns whether it was there.
+    pub fn remove(&mut self, name: &str) -> bool {
+        self.fields.shift_remove(name).is_some()
+    }
+
+    /// The raw JSON of a top-level field.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.fields.get(name).map(|raw| raw.get())
+    }
+
+    /// Sets a top-level field to a JSON value, keeping its place if it existed.
+    pub fn set(&mut self, name: &str, value: &serde_json::Value) -> Result<(), EventError> {
+        let raw = serde_json::value::to_raw_value(value).map_err(EventError::from_json)?;
+        self.set_raw(name, raw);
+        Ok(())
+    }
+
+    /// Sets a top-level field to raw JSON text, keeping its place if it existed.
+    pub fn set_raw(&mut self, name: &str, raw: Box<RawValue>) {
+        match self.fields.get_mut(name) {
+            Some(slot) => *slot = raw,
+            None => {
+                self.fields.insert(name.to_string(), raw);
+            }
+        }
+    }
+
+    /// Writes the edited fields back into an event (re-reading its header).
+    pub fn finish(self) -> Result<AuditEvent, EventError> {
+        let text = serde_json::to_string(&self.fields).map_err(EventError::from_json)?;
+        AuditEvent::parse(&text)
+    }
+}
+
+fn header_from_wire(wire: &WireDocument<'_>) -> Result<AuditHeader, EventError> {
+    let audit_id = required(&wire.audit_id, "auditID")?;
+    let stage = Stage::parse(&required(&wire.stage, "stage")?);
+    let verb = required(&wire.verb, "verb")?;
+    let level = match wire.level.as_deref() {
+        None => None,
+        Some(name) => Some(Level::parse(name).ok_or_else(|| {
+            EventError::NotAudit(format!(
+                "level is `{name}`, expected None, Metadata, Request or RequestResponse"
+            ))
+        })?),
+    };
+    Ok(AuditHeader {
+        api_version: wire.api_version.clone(),
+        audit_id,
+        stage,
+        level,
+        request_uri: wire.request_uri.clone().unwrap_or_default(),
+        verb,
+        user: wire.user.clone().unwrap_or_default(),
+        impersonated_user: wire.impersonated_user.clone(),
+        source_ips: wire.source_ips.clone().unwrap_or_default(),
+        user_agent: wire.user_agent.clone(),
+        object_ref: wire.object_ref.clone(),
+        response_status: wire.response_status.clone(),
+        request_received_timestamp: wire.request_received_timestamp.clone(),
+        stage_timestamp: wire.stage_timestamp.clone(),
+        annotations: wire
+            .annotations
+            .as_ref()
+            .map(|map| map.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default(),
+    })
+}
+
+fn required(value: &Option<String>, field: &str) -> Result<String, EventError> {
+    value
+        .clone()
+        .ok_or_else(|| EventError::NotAudit(format!("the required field `{field}` is missing")))
+}
+
+fn needs_compacting(text: &str) -> bool {
+    memchr::memchr2(b'\n', b'\r', text.trim().as_bytes()).is_some()
+}
+
+/// The byte range of `inner` (a slice of `outer`) within `outer`.
+fn span_of(outer: &str, inner: &str) -> Range<usize> {
+    let start = (inner.as_ptr() as usize).saturating_sub(outer.as_ptr() as usize);
+    start..start + inner.len()
+}
+
+fn shift_back(range: Range<usize>, by: usize) -> Range<usize> {
+    range.start.saturating_sub(by)..range.end.saturating_sub(by)
+}

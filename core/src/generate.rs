@@ -1,0 +1,1 @@
+//! Synthetic Kubernetes audit traffic (work in progress).

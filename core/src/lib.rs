@@ -1,0 +1,15 @@
+//! auditflow-core: what every auditflow component stands on.
+//!
+//! - [`event`]: the audit event model (typed header, raw bodies, lossless text),
+//!   alerts and records;
+//! - [`ack`]: end-to-end acknowledgements;
+//! - [`condition`]: Falco's condition language over audit events;
+//! - [`config`]: the TOML pipeline configuration and its validation;
+//! - [`component`]: the contract every source, transform and sink follows;
+//! - [`topology`]: the graph of tasks and bounded channels that runs a pipeline;
+//! - [`metrics`]: the internal metrics registry rendered on `/metrics`.
+
+pub mod ack;
+pub mod condition;
+pub mod event;
+pub mod generate;

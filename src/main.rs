@@ -1,1 +1,72 @@
-fn main() {}
+//! The `auditflow` command: run, check and feed audit pipelines.
+//!
+//! - `auditflow run [--config FILE] [--once]`: runs a pipeline;
+//! - `auditflow validate [--config FILE]`: checks a configuration and prints every error;
+//! - `auditflow generate --count N`: writes synthetic audit traffic.
+
+mod api;
+mod catalog;
+mod generate;
+mod run;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// A streaming pipeline for Kubernetes audit events.
+#[derive(Debug, Parser)]
+#[command(name = "auditflow", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a pipeline.
+    Run {
+        /// The pipeline configuration.
+        #[arg(long, short, default_value = "pipeline.toml")]
+        config: PathBuf,
+        /// Stop once every source that can end (stdin, files read to their end) has ended.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Check a pipeline configuration; print every error and exit non-zero if there is one.
+    Validate {
+        /// The pipeline configuration.
+        #[arg(long, short, default_value = "pipeline.toml")]
+        config: PathBuf,
+    },
+    /// Write realistic synthetic audit events to standard output.
+    Generate(generate::GenerateArgs),
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { config, once } => run::run(&config, once),
+        Command::Validate { config } => validate::validate(&config),
+        Command::Generate(args) => generate::generate(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AUDITFLOW_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

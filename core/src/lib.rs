@@ -10,6 +10,10 @@
 //! - [`metrics`]: the internal metrics registry rendered on `/metrics`.
 
 pub mod ack;
+pub mod component;
 pub mod condition;
+pub mod config;
 pub mod event;
 pub mod generate;
+pub mod metrics;
+pub mod topology;

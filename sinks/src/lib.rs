@@ -1,1 +1,18 @@
-//! placeholder
+//! auditflow-sinks: where events leave a pipeline.
+//!
+//! One module per sink `type`; [`register`] adds them all to a catalog.
+//! [`encoding`] is the line encoding shared by the sinks that write lines.
+
+pub mod blackhole;
+pub mod console;
+pub mod encoding;
+pub mod file;
+
+use auditflow_core::component::{Catalog, ComponentSpec};
+
+/// Registers every sink type.
+pub fn register(catalog: &mut Catalog) {
+    catalog.register("blackhole", ComponentSpec::Sink(blackhole::parse));
+    catalog.register("console", ComponentSpec::Sink(console::parse));
+    catalog.register("file", ComponentSpec::Sink(file::parse));
+}

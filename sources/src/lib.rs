@@ -1,1 +1,17 @@
-//! placeholder
+//! auditflow-sources: where audit events enter a pipeline.
+//!
+//! One module per source `type`; [`register`] adds them all to a catalog.
+//! [`framing`] and [`decode`] are the shared pieces every JSON-reading source
+//! uses: bounded line and document framing, and decoding into events or
+//! `errors` records.
+
+pub mod decode;
+pub mod framing;
+pub mod stdin;
+
+use auditflow_core::component::{Catalog, ComponentSpec};
+
+/// Registers every source type.
+pub fn register(catalog: &mut Catalog) {
+    catalog.register("stdin", ComponentSpec::Source(stdin::parse));
+}

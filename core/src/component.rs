@@ -1,0 +1,307 @@
+//! The contract every source, transform and sink follows.
+//!
+//! A component type registers a [`ComponentSpec`] in a [`Catalog`]: its `type`
+//! name and a function that checks a TOML options table and returns the
+//! component's configuration. Checking has no side effects (no socket bound,
+//! no file opened), so `auditflow validate` can run it on any machine.
+//!
+//! At run time the configuration builds the running component:
+//! - a source ([`SourceConfig::build`]) is a future that reads input and sends
+//!   batches through its [`SourceContext`] until its input ends or the
+//!   context's shutdown token fires;
+//! - a transform ([`TransformConfig::build`]) is a synchronous [`Transform`]
+//!   that maps an input batch to its outputs; the topology runs it in a task;
+//! - a sink ([`SinkConfig::build`]) is a future that takes batches from its
+//!   [`SinkContext`], delivers them, and acknowledges them with
+//!   [`SinkContext::delivered`] or [`SinkContext::failed`].
+//!
+//! Every source and transform also has an `errors` output carrying records
+//! `{"component_id", "error", "input"}` for input it could not process.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
+
+use crate::ack::{finalize_events, BatchStatus, Finalizer};
+use crate::config::OptionError;
+use crate::event::{error_record, Event, Payload};
+use crate::metrics::{ComponentKind, ComponentMetrics};
+use crate::topology::{InputReceiver, OutputPort};
+
+/// A running source or sink: resolves when the component has stopped.
+pub type ComponentTask = BoxFuture<'static, anyhow::Result<()>>;
+
+/// The name of the output that carries the records of input a component could not process.
+pub const ERRORS_OUTPUT: &str = "errors";
+
+/// Checks an options table and returns the component's configuration.
+pub type ParseFn<T> = fn(&toml::Table) -> Result<T, Vec<OptionError>>;
+
+/// How a component type is checked and built.
+pub enum ComponentSpec {
+    /// A source type.
+    Source(ParseFn<Box<dyn SourceConfig>>),
+    /// A transform type.
+    Transform(ParseFn<Box<dyn TransformConfig>>),
+    /// A sink type.
+    Sink(ParseFn<Box<dyn SinkConfig>>),
+}
+
+impl ComponentSpec {
+    /// Which part of the graph components of this type are.
+    pub fn kind(&self) -> ComponentKind {
+        match self {
+            ComponentSpec::Source(_) => ComponentKind::Source,
+            ComponentSpec::Transform(_) => ComponentKind::Transform,
+            ComponentSpec::Sink(_) => ComponentKind::Sink,
+        }
+    }
+}
+
+/// Every component type the binary knows, by kind and `type` name.
+#[derive(Default)]
+pub struct Catalog {
+    specs: BTreeMap<(ComponentKind, &'static str), ComponentSpec>,
+}
+
+impl Catalog {
+    /// An empty catalog.
+    pub fn new() -> Catalog {
+        Catalog::default()
+    }
+
+    /// Registers a component type.
+    pub fn register(&mut self, type_name: &'static str, spec: ComponentSpec) {
+        self.specs.insert((spec.kind(), type_name), spec);
+    }
+
+    /// The spec of a type.
+    pub fn get(&self, kind: ComponentKind, type_name: &str) -> Option<&ComponentSpec> {
+        self.specs
+            .iter()
+            .find(|((k, name), _)| *k == kind && *name == type_name)
+            .map(|(_, spec)| spec)
+    }
+
+    /// The type names registered for a kind, sorted.
+    pub fn type_names(&self, kind: ComponentKind) -> Vec<&'static str> {
+        self.specs
+            .keys()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, name)| *name)
+            .collect()
+    }
+}
+
+/// A checked source configuration.
+pub trait SourceConfig: Send + Sync {
+    /// Whether the source's input can end by itself (stdin at EOF; files read to the end with `--once`).
+    fn can_end(&self) -> bool;
+
+    /// Starts the source.
+    fn build(&self, context: SourceContext) -> anyhow::Result<ComponentTask>;
+}
+
+/// A checked transform configuration.
+pub trait TransformConfig: Send + Sync {
+    /// Named outputs (`ID.NAME`), in the order [`TransformOutput::push_named`] indexes them.
+    fn named_outputs(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Whether the transform has a default output (`ID`); a router has only named ones.
+    fn has_default_output(&self) -> bool {
+        true
+    }
+
+    /// Creates the transform.
+    fn build(&self, context: &TransformContext) -> anyhow::Result<Box<dyn Transform>>;
+}
+
+/// A checked sink configuration.
+pub trait SinkConfig: Send + Sync {
+    /// Starts the sink.
+    fn build(&self, context: SinkContext) -> anyhow::Result<ComponentTask>;
+}
+
+/// What a transform is given when it is built.
+#[derive(Debug, Clone)]
+pub struct TransformContext {
+    /// The component id.
+    pub id: Arc<str>,
+    /// The pipeline's `data_dir`, for state that survives restarts.
+    pub data_dir: PathBuf,
+    /// The component's metrics.
+    pub metrics: ComponentMetrics,
+}
+
+/// A running transform: takes a batch, writes what it makes to its outputs.
+pub trait Transform: Send {
+    /// Processes one input batch.
+    fn transform(&mut self, batch: Vec<Event>, output: &mut TransformOutput);
+
+    /// How often [`Transform::tick`] should run, if the transform keeps time-based state.
+    fn tick_interval(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Runs periodically (see [`Transform::tick_interval`]) and once when the input ends.
+    fn tick(&mut self, _output: &mut TransformOutput) {}
+}
+
+/// Where a transform puts its results for one batch.
+#[derive(Debug)]
+pub struct TransformOutput {
+    component_id: Arc<str>,
+    pub(crate) default: Vec<Event>,
+    pub(crate) named: Vec<Vec<Event>>,
+    pub(crate) errors: Vec<Event>,
+}
+
+impl TransformOutput {
+    /// Empty outputs for a transform with `named_outputs` named outputs.
+    pub fn new(component_id: Arc<str>, named_outputs: usize) -> TransformOutput {
+        TransformOutput {
+            component_id,
+            default: Vec::new(),
+            named: (0..named_outputs).map(|_| Vec::new()).collect(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// Sends an event to the default output.
+    pub fn push(&mut self, event: Event) {
+        self.default.push(event);
+    }
+
+    /// Sends an event to the named output at `index` (see [`TransformConfig::named_outputs`]).
+    pub fn push_named(&mut self, index: usize, event: Event) {
+        if let Some(output) = self.named.get_mut(index) {
+            output.push(event);
+        }
+    }
+
+    /// Sends an `errors` record for an input the transform could not process.
+    ///
+    /// The record keeps the input event's acknowledgement handle, so a dead-letter
+    /// sink's delivery is waited for like any other.
+    pub fn push_error(&mut self, input: &Event, error: &str) {
+        let mut text = Vec::new();
+        let _ = input.write_json(&mut text);
+        let record = error_record(&self.component_id, error, &String::from_utf8_lossy(&text));
+        let mut event = Event::new(
+            Payload::Record(Arc::new(record)),
+            input.meta.source_id.clone(),
+        );
+        event.meta.finalizer = input.meta.finalizer.clone();
+        self.errors.push(event);
+    }
+
+    /// The events held so far for the default output (tests and benches read it).
+    pub fn default_events(&self) -> &[Event] {
+        &self.default
+    }
+
+    /// The events held so far for a named output.
+    pub fn named_events(&self, index: usize) -> &[Event] {
+        self.named.get(index).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// The `errors` records held so far.
+    pub fn error_events(&self) -> &[Event] {
+        &self.errors
+    }
+}
+
+/// What a source is given when it starts.
+pub struct SourceContext {
+    /// The component id.
+    pub id: Arc<str>,
+    /// The pipeline's `data_dir` (checkpoints live there).
+    pub data_dir: PathBuf,
+    /// Fires when the source must stop reading (SIGTERM, or `--once` with every finite source done).
+    pub shutdown: CancellationToken,
+    /// The component's metrics.
+    pub metrics: ComponentMetrics,
+    pub(crate) output: OutputPort,
+    pub(crate) errors: OutputPort,
+}
+
+impl SourceContext {
+    /// Sends a batch downstream; waits while the pipeline is full (backpressure).
+    ///
+    /// Returns `false` when nothing downstream can take events any more.
+    pub async fn send(&self, batch: Vec<Event>) -> bool {
+        self.output.send(batch).await
+    }
+
+    /// Counts and sends `errors` records for several inputs at once.
+    ///
+    /// With a finalizer, the records are acknowledged with the batch they came in.
+    pub async fn send_failures(&self, failures: Vec<InputFailure>, finalizer: Option<&Finalizer>) {
+        if failures.is_empty() {
+            return;
+        }
+        let events = failures
+            .into_iter()
+            .map(|failure| {
+                self.metrics.error(failure.error_type, 1);
+                let record = error_record(&self.id, &failure.message, &failure.input);
+                let event = Event::new(Payload::Record(Arc::new(record)), self.id.clone());
+                match finalizer {
+                    Some(finalizer) => event.with_finalizer(finalizer.clone()),
+                    None => event,
+                }
+            })
+            .collect();
+        self.errors.send(events).await;
+    }
+}
+
+/// An input a source could not turn into an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputFailure {
+    /// The `error_type` metric label (`invalid_json`, `not_audit_event`, `invalid_utf8`, `too_large`).
+    pub error_type: &'static str,
+    /// What is wrong, for the `error` field of the record.
+    pub message: String,
+    /// The input as text (cut to 64 KiB in the record).
+    pub input: String,
+}
+
+/// What a sink is given when it starts.
+pub struct SinkContext {
+    /// The component id.
+    pub id: Arc<str>,
+    /// The pipeline's `data_dir`.
+    pub data_dir: PathBuf,
+    /// The component's metrics.
+    pub metrics: ComponentMetrics,
+    /// The batches to deliver; ends when every upstream has stopped.
+    pub input: InputReceiver,
+}
+
+impl SinkContext {
+    /// Records a successful delivery of `bytes` bytes and acknowledges the events.
+    pub fn delivered(&self, events: Vec<Event>, bytes: usize) {
+        self.metrics.sent_events(None).add(events.len() as u64);
+        self.metrics.sent_bytes.add(bytes as u64);
+        let now = std::time::Instant::now();
+        self.metrics.latency().record_all(
+            events
+                .iter()
+                .map(|e| now.duration_since(e.meta.received_at)),
+        );
+        finalize_events(events, BatchStatus::Delivered);
+    }
+
+    /// Records a failed delivery: the error is counted and the sources see the failure.
+    pub fn failed(&self, events: Vec<Event>, status: BatchStatus, error_type: &str) {
+        self.metrics.error(error_type, events.len() as u64);
+        finalize_events(events, status);
+    }
+}

@@ -1,0 +1,116 @@
+//! The `stdin` source: audit events from standard input.
+//!
+//! Reads NDJSON (one event or `EventList` per line) and pretty-printed JSON
+//! documents alike (see [`crate::framing`]). A line that is not an audit event
+//! becomes an `errors` record and reading goes on. The source ends at EOF, so
+//! `auditflow run --once` stops when the input is used up.
+//!
+//! ```toml
+//! [sources.in]
+//! type = "stdin"
+//! max_line_bytes = 4194304   # default 4 MiB; longer lines go to `in.errors`
+//! ```
+
+use std::sync::Arc;
+
+use auditflow_core::component::{ComponentTask, SourceConfig, SourceContext};
+use auditflow_core::config::{parse_options, OptionError};
+use serde::Deserialize;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::decode::decode_frame;
+use crate::framing::{DocumentAssembler, Frame, LineFramer};
+
+/// The default longest line or document accepted.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 4 * 1024 * 1024;
+
+const READ_BUFFER_BYTES: usize = 256 * 1024;
+
+/// Options of the `stdin` source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdinConfig {
+    /// The longest line (or pretty-printed document) accepted, in bytes.
+    #[serde(default = "default_max_line_bytes")]
+    pub max_line_bytes: usize,
+}
+
+fn default_max_line_bytes() -> usize {
+    DEFAULT_MAX_LINE_BYTES
+}
+
+/// Checks the options table of a `stdin` source.
+pub fn parse(options: &toml::Table) -> Result<Box<dyn SourceConfig>, Vec<OptionError>> {
+    let config: StdinConfig = parse_options(options)?;
+    if config.max_line_bytes == 0 {
+        return Err(vec![OptionError::new(
+            "max_line_bytes",
+            "must be greater than 0",
+        )]);
+    }
+    Ok(Box::new(config))
+}
+
+impl SourceConfig for StdinConfig {
+    fn can_end(&self) -> bool {
+        true
+    }
+
+    fn build(&self, context: SourceContext) -> anyhow::Result<ComponentTask> {
+        let max = self.max_line_bytes;
+        Ok(Box::pin(read_stream(tokio::io::stdin(), max, context)))
+    }
+}
+
+/// Reads a byte stream to its end (or until shutdown), sending events as they are decoded.
+pub async fn read_stream(
+    mut reader: impl AsyncRead + Unpin,
+    max_line_bytes: usize,
+    context: SourceContext,
+) -> anyhow::Result<()> {
+    let mut framer = LineFramer::new(max_line_bytes);
+    let mut assembler = DocumentAssembler::new(max_line_bytes);
+    let mut buffer = vec![0u8; READ_BUFFER_BYTES];
+    let mut frames = Vec::new();
+    loop {
+        let read = tokio::select! {
+            read = reader.read(&mut buffer) => read?,
+            _ = context.shutdown.cancelled() => break,
+        };
+        if read == 0 {
+            frames.extend(framer.finish());
+            let documents = assemble(&mut assembler, &mut frames, true);
+            send_documents(&context, documents).await;
+            break;
+        }
+        context.metrics.received_bytes.add(read as u64);
+        framer.push(&buffer[..read], &mut frames);
+        let documents = assemble(&mut assembler, &mut frames, false);
+        if !send_documents(&context, documents).await {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn assemble(assembler: &mut DocumentAssembler, frames: &mut Vec<Frame>, end: bool) -> Vec<Frame> {
+    let mut documents: Vec<Frame> = frames
+        .drain(..)
+        .filter_map(|frame| assembler.push_line(frame))
+        .collect();
+    if end {
+        documents.extend(assembler.finish());
+    }
+    documents
+}
+
+async fn send_documents(context: &SourceContext, documents: Vec<Frame>) -> bool {
+    let id: Arc<str> = context.id.clone();
+    let mut events = Vec::with_capacity(documents.len());
+    let mut failures = Vec::new();
+    for document in documents {
+        decode_frame(document, &id, &mut events, &mut failures);
+    }
+    context.send_failures(failures, None).await;
+    events.is_empty() || context.send(events).await
+}

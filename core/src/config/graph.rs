@@ -67,6 +67,14 @@ impl Outputs {
         };
         Outputs { has_default, named }
     }
+
+    /// Outputs without named ones: a source's (`has_default`) or a sink's (none).
+    pub fn fixed(has_default: bool) -> Outputs {
+        Outputs {
+            has_default,
+            named: Vec::new(),
+        }
+    }
 }
 
 /// A component's place in the graph, known even when its options have errors.

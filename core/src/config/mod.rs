@@ -369,7 +369,13 @@ fn parse_component(
             None
         }
     });
-    node.outputs = config.as_ref().map(graph::Outputs::of);
+    node.outputs = match (kind, config.as_ref()) {
+        (_, Some(config)) => Some(graph::Outputs::of(config)),
+        // A source's and a sink's outputs do not depend on their options.
+        (ComponentKind::Source, None) => Some(graph::Outputs::fixed(true)),
+        (ComponentKind::Sink, None) => Some(graph::Outputs::fixed(false)),
+        (ComponentKind::Transform, None) => None,
+    };
     let entry = match (config, type_name) {
         (Some(config), Some(type_name)) if errors.is_empty() => Some(ComponentEntry {
             id: id.to_string(),

@@ -296,7 +296,10 @@ enum DocumentKind {
 fn parse_wire(text: &str) -> Result<WireDocument<'_>, EventError> {
     let trimmed = text.trim_start();
     if !trimmed.starts_with('{') {
-        return Err(EventError::NotAnObject(describe_json_start(trimmed)));
+        return Err(match describe_json_start(trimmed) {
+            Some(what) => EventError::NotAnObject(what),
+            None => EventError::Json("expected a JSON object, found text that is not JSON".into()),
+        });
     }
     check_depth(text)?;
     serde_json::from_str(text).map_err(EventError::from_json)
@@ -314,15 +317,16 @@ fn check_depth(text: &str) -> Result<(), EventError> {
     Ok(())
 }
 
-fn describe_json_start(text: &str) -> &'static str {
-    match text.as_bytes().first() {
-        None => "an empty document",
-        Some(b'[') => "a JSON array",
-        Some(b'"') => "a JSON string",
-        Some(b't' | b'f') => "a JSON boolean",
-        Some(b'n') => "JSON null",
-        Some(b'-' | b'0'..=b'9') => "a JSON number",
-        Some(_) => "text that is not JSON",
+/// What kind of JSON value a document that is not an object starts, if it looks like JSON at all.
+fn describe_json_start(text: &str) -> Option<&'static str> {
+    let bytes = text.as_bytes();
+    match bytes.first()? {
+        b'[' => Some("a JSON array"),
+        b'"' => Some("a JSON string"),
+        b'-' | b'0'..=b'9' => Some("a JSON number"),
+        _ if bytes.starts_with(b"true") || bytes.starts_with(b"false") => Some("a JSON boolean"),
+        _ if bytes.starts_with(b"null") => Some("JSON null"),
+        _ => None,
     }
 }
 

@@ -459,3 +459,6 @@ async fn flush_outputs(output: &mut TransformOutput, ports: &TransformPorts) {
     }
     ports.errors.send(std::mem::take(&mut output.errors)).await;
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,308 @@
+//! Tests of the running graph with purpose-built components: acknowledgements
+//! across fan-out, shutdown, and `--once`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, Notify};
+use tokio_util::sync::CancellationToken;
+
+use super::{run, RunOptions};
+use crate::ack::{BatchNotifier, BatchStatus};
+use crate::component::{ComponentTask, SinkConfig, SinkContext, SourceConfig, SourceContext};
+use crate::config::{ComponentConfig, ComponentEntry, PipelineConfig};
+use crate::event::{AuditEvent, Event, Payload};
+use crate::metrics::{ComponentKind, Registry};
+
+const EVENT: &str = r#"{"auditID":"a","stage":"ResponseComplete","verb":"get"}"#;
+
+/// Sends one acknowledged batch of `count` events, reports the batch status, then ends.
+struct AckedSource {
+    count: usize,
+    status: Mutex<Option<oneshot::Sender<BatchStatus>>>,
+}
+
+impl SourceConfig for AckedSource {
+    fn can_end(&self) -> bool {
+        true
+    }
+
+    fn build(&self, context: SourceContext) -> anyhow::Result<ComponentTask> {
+        let report = self.status.lock().ok().and_then(|mut slot| slot.take());
+        let count = self.count;
+        Ok(Box::pin(async move {
+            let (finalizer, receiver) = BatchNotifier::new_batch();
+            let event = AuditEvent::parse(EVENT)?;
+            let batch: Vec<Event> = (0..count)
+                .map(|_| {
+                    Event::new(Payload::Audit(Arc::new(event.clone())), context.id.clone())
+                        .with_finalizer(finalizer.clone())
+                })
+                .collect();
+            drop(finalizer);
+            context.send(batch).await;
+            let status = receiver.wait().await;
+            if let Some(report) = report {
+                let _ = report.send(status);
+            }
+            Ok(())
+        }))
+    }
+}
+
+/// Delivers each batch once `gate` is notified (immediately without a gate), reporting counts.
+struct GatedSink {
+    gate: Option<Arc<Notify>>,
+    delivered: mpsc::UnboundedSender<usize>,
+    fail: bool,
+}
+
+impl SinkConfig for GatedSink {
+    fn build(&self, mut context: SinkContext) -> anyhow::Result<ComponentTask> {
+        let gate = self.gate.clone();
+        let delivered = self.delivered.clone();
+        let fail = self.fail;
+        Ok(Box::pin(async move {
+            while let Some(batch) = context.input.recv().await {
+                if let Some(gate) = &gate {
+                    gate.notified().await;
+                }
+                let _ = delivered.send(batch.len());
+                if fail {
+                    context.failed(batch, BatchStatus::Errored, "test_failure");
+                } else {
+                    context.delivered(batch, 0);
+                }
+            }
+            Ok(())
+        }))
+    }
+}
+
+fn entry(
+    id: &str,
+    kind: ComponentKind,
+    inputs: &[&str],
+    config: ComponentConfig,
+) -> ComponentEntry {
+    ComponentEntry {
+        id: id.to_string(),
+        kind,
+        type_name: "test".to_string(),
+        inputs: inputs.iter().map(|s| s.to_string()).collect(),
+        config,
+    }
+}
+
+fn pipeline(dir: &std::path::Path, components: Vec<ComponentEntry>) -> PipelineConfig {
+    PipelineConfig {
+        data_dir: dir.to_path_buf(),
+        api: None,
+        components,
+        warnings: Vec::new(),
+    }
+}
+
+struct FanOut {
+    status: oneshot::Receiver<BatchStatus>,
+    fast: mpsc::UnboundedReceiver<usize>,
+    slow: mpsc::UnboundedReceiver<usize>,
+    gate: Arc<Notify>,
+    config: PipelineConfig,
+    _dir: tempfile::TempDir,
+}
+
+fn fan_out(fast_fails: bool) -> FanOut {
+    let dir = tempfile::tempdir().unwrap();
+    let (status_tx, status) = oneshot::channel();
+    let (fast_tx, fast) = mpsc::unbounded_channel();
+    let (slow_tx, slow) = mpsc::unbounded_channel();
+    let gate = Arc::new(Notify::new());
+    let source = AckedSource {
+        count: 10,
+        status: Mutex::new(Some(status_tx)),
+    };
+    let fast_sink = GatedSink {
+        gate: None,
+        delivered: fast_tx,
+        fail: fast_fails,
+    };
+    let slow_sink = GatedSink {
+        gate: Some(gate.clone()),
+        delivered: slow_tx,
+        fail: false,
+    };
+    let config = pipeline(
+        dir.path(),
+        vec![
+            entry(
+                "in",
+                ComponentKind::Source,
+                &[],
+                ComponentConfig::Source(Box::new(source)),
+            ),
+            entry(
+                "fast",
+                ComponentKind::Sink,
+                &["in"],
+                ComponentConfig::Sink(Box::new(fast_sink)),
+            ),
+            entry(
+                "slow",
+                ComponentKind::Sink,
+                &["in"],
+                ComponentConfig::Sink(Box::new(slow_sink)),
+            ),
+        ],
+    );
+    FanOut {
+        status,
+        fast,
+        slow,
+        gate,
+        config,
+        _dir: dir,
+    }
+}
+
+#[tokio::test]
+async fn fan_out_ack_resolves_only_after_both_sinks_delivered() {
+    let mut fan = fan_out(false);
+    let running = tokio::spawn(run(
+        fan.config,
+        Registry::new(),
+        RunOptions { once: true },
+        CancellationToken::new(),
+    ));
+    assert_eq!(fan.fast.recv().await, Some(10));
+    // The fast sink has delivered; the slow one holds its copy: no ack yet.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        fan.status.try_recv().is_err(),
+        "acknowledged before the slow sink delivered"
+    );
+    fan.gate.notify_one();
+    assert_eq!(fan.slow.recv().await, Some(10));
+    let status = tokio::time::timeout(Duration::from_secs(5), &mut fan.status).await;
+    assert_eq!(
+        status.ok().and_then(Result::ok),
+        Some(BatchStatus::Delivered)
+    );
+    running.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_delivery_reaches_the_source() {
+    let mut fan = fan_out(true);
+    let running = tokio::spawn(run(
+        fan.config,
+        Registry::new(),
+        RunOptions { once: true },
+        CancellationToken::new(),
+    ));
+    fan.gate.notify_one();
+    assert_eq!(fan.fast.recv().await, Some(10));
+    assert_eq!(fan.slow.recv().await, Some(10));
+    let status = tokio::time::timeout(Duration::from_secs(5), &mut fan.status).await;
+    assert_eq!(status.ok().and_then(Result::ok), Some(BatchStatus::Errored));
+    running.await.unwrap().unwrap();
+}
+
+/// A source that never ends by itself: it waits for shutdown.
+struct ServerSource;
+
+impl SourceConfig for ServerSource {
+    fn can_end(&self) -> bool {
+        false
+    }
+
+    fn build(&self, context: SourceContext) -> anyhow::Result<ComponentTask> {
+        Ok(Box::pin(async move {
+            context.shutdown.cancelled().await;
+            Ok(())
+        }))
+    }
+}
+
+#[tokio::test]
+async fn once_stops_servers_when_finite_sources_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let (status_tx, status) = oneshot::channel();
+    let (sink_tx, mut delivered) = mpsc::unbounded_channel();
+    let components = vec![
+        entry(
+            "file",
+            ComponentKind::Source,
+            &[],
+            ComponentConfig::Source(Box::new(AckedSource {
+                count: 3,
+                status: Mutex::new(Some(status_tx)),
+            })),
+        ),
+        entry(
+            "server",
+            ComponentKind::Source,
+            &[],
+            ComponentConfig::Source(Box::new(ServerSource)),
+        ),
+        entry(
+            "out",
+            ComponentKind::Sink,
+            &["file", "server"],
+            ComponentConfig::Sink(Box::new(GatedSink {
+                gate: None,
+                delivered: sink_tx,
+                fail: false,
+            })),
+        ),
+    ];
+    let result = tokio::time::timeout(
+        Duration::from_secs(5),
+        run(
+            pipeline(dir.path(), components),
+            Registry::new(),
+            RunOptions { once: true },
+            CancellationToken::new(),
+        ),
+    )
+    .await;
+    assert!(matches!(result, Ok(Ok(()))), "{result:?}");
+    assert_eq!(delivered.recv().await, Some(3));
+    assert_eq!(status.await.ok(), Some(BatchStatus::Delivered));
+}
+
+#[tokio::test]
+async fn shutdown_token_stops_a_running_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sink_tx, _delivered) = mpsc::unbounded_channel();
+    let components = vec![
+        entry(
+            "server",
+            ComponentKind::Source,
+            &[],
+            ComponentConfig::Source(Box::new(ServerSource)),
+        ),
+        entry(
+            "out",
+            ComponentKind::Sink,
+            &["server"],
+            ComponentConfig::Sink(Box::new(GatedSink {
+                gate: None,
+                delivered: sink_tx,
+                fail: false,
+            })),
+        ),
+    ];
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(run(
+        pipeline(dir.path(), components),
+        Registry::new(),
+        RunOptions { once: false },
+        shutdown.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!running.is_finished());
+    shutdown.cancel();
+    let result = tokio::time::timeout(Duration::from_secs(5), running).await;
+    assert!(matches!(result, Ok(Ok(Ok(())))));
+}

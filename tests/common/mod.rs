@@ -1,0 +1,180 @@
+//! Shared helpers of the integration tests: run the real `auditflow` binary on a
+//! configuration in a temporary directory, feed it, and read what it wrote.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_auditflow")
+}
+
+/// The shared conformance data (Falco's traces and rules), beside the repository.
+pub fn conformance_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/falco")
+}
+
+/// A temporary directory holding one test's configuration, data and outputs.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn new() -> Workspace {
+        Workspace {
+            dir: tempfile::tempdir().expect("temporary directory"),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes `pipeline.toml`, with `{dir}` replaced by the workspace directory.
+    pub fn config(&self, text: &str) -> PathBuf {
+        let path = self.path("pipeline.toml");
+        let text = text.replace("{dir}", &self.dir.path().display().to_string());
+        std::fs::write(&path, text).expect("write config");
+        path
+    }
+
+    /// Runs `auditflow run --once` with `input` on stdin; returns its output.
+    pub fn run_once(&self, config: &Path, input: &[u8]) -> Output {
+        let mut child = Command::new(binary())
+            .args(["run", "--once", "--config"])
+            .arg(config)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start auditflow");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let input = input.to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+        let output = child.wait_with_output().expect("wait for auditflow");
+        writer.join().expect("writer thread");
+        output
+    }
+
+    /// Starts `auditflow run` (without `--once`) with a piped stdin.
+    pub fn start(&self, config: &Path) -> Child {
+        Command::new(binary())
+            .args(["run", "--config"])
+            .arg(config)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start auditflow")
+    }
+
+    /// The lines of a file the pipeline wrote, parsed as JSON.
+    pub fn json_lines(&self, name: &str) -> Vec<serde_json::Value> {
+        read_json_lines(&self.path(name))
+    }
+}
+
+pub fn read_json_lines(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .map(|line| serde_json::from_str(line).expect("the sink wrote a JSON line"))
+        .collect()
+}
+
+/// Runs `auditflow generate` and returns its output.
+pub fn generate(args: &[&str]) -> Vec<u8> {
+    let output = Command::new(binary())
+        .arg("generate")
+        .args(args)
+        .output()
+        .expect("run generate");
+    assert!(
+        output.status.success(),
+        "generate failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
+/// A TCP port free on 127.0.0.1 right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
+}
+
+/// A plain HTTP/1.1 GET; returns the status code and body.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())?;
+    Some((status, body))
+}
+
+/// Waits until `check` holds, or panics after `timeout` with `what`.
+pub fn wait_for(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// The value of a metric sample whose line starts with `prefix` (name and labels).
+pub fn metric(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let matches = series.starts_with(name)
+            && series[name.len()..].starts_with('{')
+            && labels
+                .iter()
+                .all(|(k, v)| series.contains(&format!("{k}=\"{v}\"")));
+        if matches {
+            value.parse().ok()
+        } else {
+            None
+        }
+    })
+}
+
+/// Sends SIGTERM to a child process.
+pub fn terminate(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+}
+
+/// The peak resident memory of a process, in KiB (VmHWM).
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|line| line.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}

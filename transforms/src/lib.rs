@@ -2,7 +2,20 @@
 //!
 //! One module per transform `type`; [`register`] adds them all to a catalog.
 
-use auditflow_core::component::Catalog;
+pub mod filter;
+pub mod route;
+
+use auditflow_core::component::{Catalog, ComponentSpec};
+use auditflow_core::condition::Condition;
+use auditflow_core::config::OptionError;
 
 /// Registers every transform type.
-pub fn register(_catalog: &mut Catalog) {}
+pub fn register(catalog: &mut Catalog) {
+    catalog.register("filter", ComponentSpec::Transform(filter::parse));
+    catalog.register("route", ComponentSpec::Transform(route::parse));
+}
+
+/// Compiles a condition option, naming the option and position of a syntax error.
+pub(crate) fn compile_condition(field: &str, text: &str) -> Result<Condition, Vec<OptionError>> {
+    Condition::compile(text).map_err(|error| vec![OptionError::new(field, error.to_string())])
+}

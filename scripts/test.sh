@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every check and test of auditflow, installing what they need first.
+# This is the README's test command, and what CI runs (.ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+
+log "toolchain"
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo is missing: install Rust with rustup (https://rustup.rs) and run this again" >&2
+  exit 1
+fi
+if command -v rustup >/dev/null 2>&1; then
+  rustup component add rustfmt clippy >/dev/null 2>&1 || true
+fi
+cargo --version
+
+log "format (cargo fmt --check)"
+cargo fmt --all -- --check
+
+log "lint (cargo clippy --all-targets -- -D warnings)"
+cargo clippy --all-targets --locked -- -D warnings
+
+log "tests (cargo test)"
+cargo test --all --locked -- --test-threads 2

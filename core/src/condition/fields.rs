@@ -1,0 +1,243 @@
+//! Fields: how a condition names a part of an event, and how it is read.
+//!
+//! A [`FieldResolver`] turns a field name (and its bracketed argument) into a
+//! [`FieldExtractor`] when a condition is compiled. [`StandardFields`] knows
+//! the fields below; more can be added by a resolver that handles its own names
+//! and defers the rest, for which a pair `(mine, StandardFields)` is a resolver
+//! trying `mine` first.
+//!
+//! | field | value |
+//! |---|---|
+//! | `ka.auditid` | `auditID` |
+//! | `ka.stage` | `stage` |
+//! | `ka.verb` | `verb` |
+//! | `ka.uri` | `requestURI` |
+//! | `ka.user.name` | `user.username` |
+//! | `ka.user.groups` | `user.groups` (a list) |
+//! | `ka.impuser.name` | `impersonatedUser.username` |
+//! | `ka.target.resource` | `objectRef.resource` |
+//! | `ka.target.subresource` | `objectRef.subresource` |
+//! | `ka.target.namespace` | `objectRef.namespace` |
+//! | `ka.target.name` | `objectRef.name` |
+//! | `ka.response.code` | `responseStatus.code` (a number, compared as number or text) |
+//! | `ka.auth.decision` | the `authorization.k8s.io/decision` annotation |
+//! | `ka.auth.reason` | the `authorization.k8s.io/reason` annotation |
+//! | `ka.useragent` | `userAgent` |
+//! | `ka.sourceips` | `sourceIPs` (a list) |
+//! | `jevt.value[/pointer]` | the value at a JSON pointer in the whole event (any payload) |
+//!
+//! `ka.*` fields are missing on events that are not audit events. Text the
+//! header keeps as an empty string when the event lacks it (`verb`, `requestURI`,
+//! `user.username`) counts as missing when empty; an empty list is missing.
+
+use std::fmt;
+
+use super::context::EvalContext;
+use super::json::JsonPointer;
+use super::value::{FieldRef, FieldValue, Scalar};
+use crate::event::{AuditHeader, Event};
+
+/// Reads one field of an event; compiled conditions hold one per comparison.
+pub trait FieldExtractor: fmt::Debug + Send + Sync {
+    /// The field's value in the event, borrowed from it (or from its JSON) where possible.
+    fn read<'c>(&self, ctx: &'c EvalContext<'_>) -> FieldRef<'c>;
+
+    /// The field's value, owned, for output formatting (`<NA>` when missing).
+    fn extract(&self, event: &Event) -> FieldValue {
+        self.extract_in(&EvalContext::new(event))
+    }
+
+    /// [`extract`](FieldExtractor::extract) within a context, sharing its parsed JSON with other fields.
+    fn extract_in(&self, ctx: &EvalContext<'_>) -> FieldValue {
+        self.read(ctx).to_value()
+    }
+}
+
+/// Why a resolver could not give an extractor for a field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldError {
+    /// The resolver does not know the field (another resolver may).
+    Unknown,
+    /// The resolver knows the field, but not with this argument; the message says why.
+    Argument(String),
+}
+
+/// Turns field names into extractors when a condition is compiled.
+pub trait FieldResolver {
+    /// The extractor for `name` with its bracketed argument, if any.
+    fn resolve(&self, name: &str, arg: Option<&str>)
+        -> Result<Box<dyn FieldExtractor>, FieldError>;
+}
+
+/// Tries the first resolver, then the second for the fields the first does not know.
+impl<A: FieldResolver, B: FieldResolver> FieldResolver for (A, B) {
+    fn resolve(
+        &self,
+        name: &str,
+        arg: Option<&str>,
+    ) -> Result<Box<dyn FieldExtractor>, FieldError> {
+        match self.0.resolve(name, arg) {
+            Err(FieldError::Unknown) => self.1.resolve(name, arg),
+            resolved => resolved,
+        }
+    }
+}
+
+/// The standard fields: `ka.*` from the audit header and `jevt.value[...]` (see the module doc).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StandardFields;
+
+impl StandardFields {
+    /// The names of the standard fields (`jevt.value` takes a JSON pointer argument).
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        HEADER_FIELDS
+            .iter()
+            .map(|(name, _)| *name)
+            .chain(std::iter::once(JEVT_VALUE))
+    }
+}
+
+impl FieldResolver for StandardFields {
+    fn resolve(
+        &self,
+        name: &str,
+        arg: Option<&str>,
+    ) -> Result<Box<dyn FieldExtractor>, FieldError> {
+        if name == JEVT_VALUE {
+            return json_value_field(arg);
+        }
+        let field = HEADER_FIELDS
+            .iter()
+            .find(|(known, _)| *known == name)
+            .map(|(_, field)| *field)
+            .ok_or(FieldError::Unknown)?;
+        match arg {
+            None => Ok(Box::new(field)),
+            Some(_) => Err(FieldError::Argument(format!(
+                "the field `{name}` takes no argument in brackets"
+            ))),
+        }
+    }
+}
+
+const JEVT_VALUE: &str = "jevt.value";
+
+fn json_value_field(arg: Option<&str>) -> Result<Box<dyn FieldExtractor>, FieldError> {
+    let arg = arg.ok_or_else(|| {
+        FieldError::Argument(
+            "`jevt.value` needs a JSON pointer in brackets, as in `jevt.value[/objectRef/resource]`"
+                .to_string(),
+        )
+    })?;
+    let pointer = JsonPointer::parse(arg).map_err(FieldError::Argument)?;
+    Ok(Box::new(JsonValueField { pointer }))
+}
+
+/// `jevt.value[/pointer]`: the value at a JSON pointer in the whole event.
+#[derive(Debug, Clone)]
+struct JsonValueField {
+    pointer: JsonPointer,
+}
+
+impl FieldExtractor for JsonValueField {
+    fn read<'c>(&self, ctx: &'c EvalContext<'_>) -> FieldRef<'c> {
+        ctx.json()
+            .and_then(|root| self.pointer.resolve(root))
+            .map_or(FieldRef::Missing, |value| value.to_field())
+    }
+}
+
+/// A field read from the typed audit header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HeaderField {
+    AuditId,
+    Stage,
+    Verb,
+    Uri,
+    UserName,
+    UserGroups,
+    ImpersonatedUserName,
+    TargetResource,
+    TargetSubresource,
+    TargetNamespace,
+    TargetName,
+    ResponseCode,
+    AuthDecision,
+    AuthReason,
+    UserAgent,
+    SourceIps,
+}
+
+const HEADER_FIELDS: [(&str, HeaderField); 16] = [
+    ("ka.auditid", HeaderField::AuditId),
+    ("ka.stage", HeaderField::Stage),
+    ("ka.verb", HeaderField::Verb),
+    ("ka.uri", HeaderField::Uri),
+    ("ka.user.name", HeaderField::UserName),
+    ("ka.user.groups", HeaderField::UserGroups),
+    ("ka.impuser.name", HeaderField::ImpersonatedUserName),
+    ("ka.target.resource", HeaderField::TargetResource),
+    ("ka.target.subresource", HeaderField::TargetSubresource),
+    ("ka.target.namespace", HeaderField::TargetNamespace),
+    ("ka.target.name", HeaderField::TargetName),
+    ("ka.response.code", HeaderField::ResponseCode),
+    ("ka.auth.decision", HeaderField::AuthDecision),
+    ("ka.auth.reason", HeaderField::AuthReason),
+    ("ka.useragent", HeaderField::UserAgent),
+    ("ka.sourceips", HeaderField::SourceIps),
+];
+
+impl FieldExtractor for HeaderField {
+    fn read<'c>(&self, ctx: &'c EvalContext<'_>) -> FieldRef<'c> {
+        match ctx.audit() {
+            Some(audit) => self.read_header(audit.header()),
+            None => FieldRef::Missing,
+        }
+    }
+}
+
+impl HeaderField {
+    fn read_header(self, header: &AuditHeader) -> FieldRef<'_> {
+        let object = header.object_ref.as_ref();
+        match self {
+            HeaderField::AuditId => non_empty(&header.audit_id),
+            HeaderField::Stage => FieldRef::str(header.stage.as_str()),
+            HeaderField::Verb => non_empty(&header.verb),
+            HeaderField::Uri => non_empty(&header.request_uri),
+            HeaderField::UserName => non_empty(&header.user.username),
+            HeaderField::UserGroups => FieldRef::Strs(&header.user.groups),
+            HeaderField::ImpersonatedUserName => header
+                .impersonated_user
+                .as_ref()
+                .map_or(FieldRef::Missing, |user| non_empty(&user.username)),
+            HeaderField::TargetResource => {
+                FieldRef::opt_str(object.and_then(|o| o.resource.as_deref()))
+            }
+            HeaderField::TargetSubresource => {
+                FieldRef::opt_str(object.and_then(|o| o.subresource.as_deref()))
+            }
+            HeaderField::TargetNamespace => {
+                FieldRef::opt_str(object.and_then(|o| o.namespace.as_deref()))
+            }
+            HeaderField::TargetName => FieldRef::opt_str(object.and_then(|o| o.name.as_deref())),
+            HeaderField::ResponseCode => header
+                .response_code()
+                .map_or(FieldRef::Missing, |code| FieldRef::One(Scalar::Int(code))),
+            HeaderField::AuthDecision => FieldRef::opt_str(header.annotation(DECISION_ANNOTATION)),
+            HeaderField::AuthReason => FieldRef::opt_str(header.annotation(REASON_ANNOTATION)),
+            HeaderField::UserAgent => FieldRef::opt_str(header.user_agent.as_deref()),
+            HeaderField::SourceIps => FieldRef::Strs(&header.source_ips),
+        }
+    }
+}
+
+const DECISION_ANNOTATION: &str = "authorization.k8s.io/decision";
+const REASON_ANNOTATION: &str = "authorization.k8s.io/reason";
+
+fn non_empty(text: &str) -> FieldRef<'_> {
+    if text.is_empty() {
+        FieldRef::Missing
+    } else {
+        FieldRef::str(text)
+    }
+}

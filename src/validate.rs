@@ -27,7 +27,11 @@ pub fn load(path: &Path) -> Option<PipelineConfig> {
             }
             Some(config)
         }
-        Err(errors) => {
+        Err(invalid) => {
+            for warning in &invalid.warnings {
+                eprintln!("warning: {warning}");
+            }
+            let errors = invalid.errors;
             for error in &errors {
                 eprintln!("error: {error}");
             }

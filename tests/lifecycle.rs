@@ -26,6 +26,7 @@ rate = 5000
 "#
     ));
     let events = generate(&["--count", "20000", "--seed", "11"]);
+    let average = events.len() as f64 / 20_000.0;
     let mut child = workspace.start(&config);
     let pid = child.id();
     let mut stdin = child.stdin.take().expect("stdin");
@@ -56,7 +57,6 @@ rate = 5000
     let _ = child.wait();
     // ~1 KB events: what the writer got in beyond what was delivered sits in the
     // pipe, the read buffer and the bounded channels: a few MB, never the input.
-    let average = events.len() as f64 / 20_000.0;
     let in_flight = written as f64 - delivered * average;
     assert!(
         delivered > 5_000.0 && delivered < 40_000.0,

@@ -42,7 +42,10 @@ pub fn parse(options: &toml::Table) -> Result<Box<dyn TransformConfig>, Vec<Opti
     let mut routes = Vec::new();
     let mut errors = Vec::new();
     if options.route.is_empty() {
-        errors.push(OptionError::new("route", "declare at least one route: NAME = \"condition\""));
+        errors.push(OptionError::new(
+            "route",
+            "declare at least one route: NAME = \"condition\"",
+        ));
     }
     for (name, text) in &options.route {
         let field = format!("route.{name}");

@@ -140,8 +140,26 @@ impl PipelineConfig {
     }
 }
 
+/// A configuration that did not pass its checks: every error, and the warnings found on the way.
+#[derive(Debug, Clone, Default)]
+pub struct InvalidConfig {
+    /// Every error found.
+    pub errors: Vec<ConfigError>,
+    /// Warnings found as well.
+    pub warnings: Vec<String>,
+}
+
+impl From<Vec<ConfigError>> for InvalidConfig {
+    fn from(errors: Vec<ConfigError>) -> InvalidConfig {
+        InvalidConfig {
+            errors,
+            warnings: Vec::new(),
+        }
+    }
+}
+
 /// Reads and checks a configuration file.
-pub fn load_file(path: &Path, catalog: &Catalog) -> Result<PipelineConfig, Vec<ConfigError>> {
+pub fn load_file(path: &Path, catalog: &Catalog) -> Result<PipelineConfig, InvalidConfig> {
     let text = std::fs::read_to_string(path).map_err(|error| {
         vec![ConfigError::file(format!(
             "cannot read the configuration file {}: {error}",
@@ -156,7 +174,7 @@ pub fn load_str(
     text: &str,
     catalog: &Catalog,
     lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<PipelineConfig, Vec<ConfigError>> {
+) -> Result<PipelineConfig, InvalidConfig> {
     let mut root: toml::Table = text
         .parse()
         .map_err(|error: toml::de::Error| vec![ConfigError::file(toml_error(&error))])?;
@@ -189,7 +207,7 @@ pub fn load_str(
             warnings,
         })
     } else {
-        Err(errors)
+        Err(InvalidConfig { errors, warnings })
     }
 }
 

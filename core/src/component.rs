@@ -227,6 +227,13 @@ pub struct SourceContext {
     pub shutdown: CancellationToken,
     /// The component's metrics.
     pub metrics: ComponentMetrics,
+    /// Whether the pipeline runs with `--once` ([`crate::topology::RunOptions::once`]).
+    ///
+    /// A source whose input never ends by itself (files that may grow) uses it to
+    /// decide when it is done: with `once`, the file source ends once every
+    /// matched file is read to its end and acknowledged; without it, it tails
+    /// until shutdown.
+    pub once: bool,
     pub(crate) output: OutputPort,
     pub(crate) errors: OutputPort,
 }

@@ -174,6 +174,21 @@ impl Registry {
         family.series.entry(key).or_insert_with(create).clone()
     }
 
+    /// Removes one series, for a component whose series come and go with its
+    /// inputs (the file source drops the series of a file it stopped reading, so
+    /// that rotated file names do not pile up).
+    ///
+    /// Handles already given out keep working but are no longer rendered.
+    pub fn remove(&self, name: &str, labels: Labels<'_>) {
+        let key: Vec<(String, String)> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        if let Some(family) = lock(&self.families).get_mut(name) {
+            family.series.remove(&key);
+        }
+    }
+
     /// Every family in the Prometheus text exposition format (version 0.0.4).
     pub fn render(&self) -> String {
         let families = lock(&self.families);
@@ -430,6 +445,20 @@ mod tests {
         registry.counter("c", "help", &[("a", "1")]).add(1);
         registry.counter("c", "help", &[("a", "1")]).add(1);
         assert_eq!(registry.counter("c", "help", &[("a", "1")]).get(), 2);
+    }
+
+    #[test]
+    fn removed_series_are_no_longer_rendered() {
+        let registry = Registry::new();
+        let kept = registry.gauge("g", "help", &[("file", "a")]);
+        let removed = registry.gauge("g", "help", &[("file", "b")]);
+        kept.set(1);
+        removed.set(2);
+        registry.remove("g", &[("file", "b")]);
+        removed.set(3);
+        let text = registry.render();
+        assert!(text.contains("g{file=\"a\"} 1"));
+        assert!(!text.contains("file=\"b\""));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! `errors` records.
 
 pub mod decode;
+pub mod file;
 pub mod framing;
 pub mod stdin;
 
@@ -13,5 +14,6 @@ use auditflow_core::component::{Catalog, ComponentSpec};
 
 /// Registers every source type.
 pub fn register(catalog: &mut Catalog) {
+    catalog.register("file", ComponentSpec::Source(file::parse));
     catalog.register("stdin", ComponentSpec::Source(stdin::parse));
 }

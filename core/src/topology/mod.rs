@@ -283,7 +283,7 @@ pub async fn run(
     let mut tasks = JoinSet::new();
     let mut finite_sources = 0usize;
     for entry in &config.components {
-        let task = start_component(entry, &config, &mut wiring, &sources_stop)?;
+        let task = start_component(entry, &config, &mut wiring, &sources_stop, options)?;
         let can_end = matches!(&entry.config, ComponentConfig::Source(s) if s.can_end());
         finite_sources += usize::from(can_end);
         let (id, kind) = (entry.id.clone(), entry.kind);
@@ -357,6 +357,7 @@ fn start_component(
     config: &PipelineConfig,
     wiring: &mut Wiring,
     sources_stop: &CancellationToken,
+    options: RunOptions,
 ) -> anyhow::Result<ComponentTask> {
     let id: Arc<str> = entry.id.as_str().into();
     let metrics = wiring.metrics(&entry.id);
@@ -375,6 +376,7 @@ fn start_component(
                 data_dir,
                 shutdown: sources_stop.child_token(),
                 metrics,
+                once: options.once,
                 output: wiring.port(&entry.id, None),
                 errors: wiring.port(&entry.id, Some(ERRORS_OUTPUT)),
             };

@@ -21,7 +21,7 @@
 //! Every batch carries an acknowledgement handle; the offset of a content is
 //! *committed* only once every batch before it has been delivered by the
 //! sinks ([`progress`]). Committed offsets are saved to
-//! `data_dir/<id>/checkpoints.json` atomically at most once a second and at
+//! `data_dir/<id>/checkpoints.json` atomically at most every `checkpoint_interval` and at
 //! shutdown ([`checkpoint`]), so after a crash every event is delivered again
 //! from the last committed offset: nothing is lost, and the only duplicates
 //! are the events that were in flight.
@@ -35,6 +35,7 @@
 //! max_line_bytes = 4194304      # longer lines go to `apiserver.errors`
 //! glob_interval = "1s"          # how often include is expanded again
 //! poll_interval = "250ms"       # how long to wait when no file has new data
+//! checkpoint_interval = "1s"    # how often committed offsets are saved at most
 //! ignore_older = "7d"           # skip files not modified for that long (default: none)
 //! fingerprint = { max_bytes = 4096 }   # how much of the first line identifies a file
 //! ```
@@ -116,6 +117,13 @@ pub struct FileConfig {
         deserialize_with = "deserialize_duration"
     )]
     pub poll_interval: Duration,
+    /// How often committed offsets are saved at most: a crash re-sends at most
+    /// this long of deliveries, plus the events in flight.
+    #[serde(
+        default = "default_checkpoint_interval",
+        deserialize_with = "deserialize_duration"
+    )]
+    pub checkpoint_interval: Duration,
     /// How a file is recognised.
     #[serde(default)]
     pub fingerprint: FingerprintOptions,
@@ -138,6 +146,10 @@ fn default_glob_interval() -> Duration {
 
 fn default_poll_interval() -> Duration {
     Duration::from_millis(250)
+}
+
+fn default_checkpoint_interval() -> Duration {
+    Duration::from_secs(1)
 }
 
 fn parse_duration<E: serde::de::Error>(text: &str) -> Result<Duration, E> {
@@ -197,6 +209,7 @@ fn check(config: &FileConfig) -> Vec<OptionError> {
     for (field, value) in [
         ("glob_interval", config.glob_interval),
         ("poll_interval", config.poll_interval),
+        ("checkpoint_interval", config.checkpoint_interval),
     ] {
         if value.is_zero() {
             errors.push(OptionError::new(field, "must be longer than 0s"));

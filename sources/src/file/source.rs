@@ -40,9 +40,6 @@ const TURN: TurnLimit = TurnLimit {
 /// The size of each read.
 const READ_BUFFER_BYTES: usize = 256 * 1024;
 
-/// Checkpoints are written at most this often (and at shutdown).
-const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
-
 /// How long reading a content waits after a batch of it was not delivered.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
@@ -245,6 +242,8 @@ impl FileSource {
                 }
                 false => self.close(watched),
             }
+            self.settle(false);
+            self.save_if_due();
             if outcome.closed {
                 round.closed = true;
                 break;
@@ -440,7 +439,7 @@ impl FileSource {
     }
 
     fn save_if_due(&mut self) {
-        if self.dirty && self.last_save.elapsed() >= CHECKPOINT_INTERVAL {
+        if self.dirty && self.last_save.elapsed() >= self.config.checkpoint_interval {
             self.save();
         }
     }
@@ -487,7 +486,8 @@ impl FileSource {
             .values_mut()
             .find(|content| !content.progress.is_settled())
         {
-            let _ = tokio::time::timeout(CHECKPOINT_INTERVAL, content.progress.wait_head()).await;
+            let interval = self.config.checkpoint_interval;
+            let _ = tokio::time::timeout(interval, content.progress.wait_head()).await;
             self.settle(true);
             self.save_if_due();
         }

@@ -309,8 +309,15 @@ fn rotation_storm_delivers_every_event_exactly_once() {
             break;
         }
         if file == 20 {
-            // Let the source have audit.log open, so that it sees the truncation happen.
-            std::thread::sleep(Duration::from_millis(300));
+            // Once the source reads audit.log, copy and truncate it under the source's feet.
+            let label = writer.current().display().to_string();
+            wait_for(Duration::from_secs(60), "audit.log being read", || {
+                metric(
+                    &metrics_of(port),
+                    "auditflow_file_read_offset_bytes",
+                    &[("file", &label)],
+                ) > Some(0.0)
+            });
             writer.rotate_copytruncate();
         } else {
             writer.rotate_rename();
@@ -341,6 +348,9 @@ fn rotation_storm_delivers_every_event_exactly_once() {
         Some(size)
     );
     assert!(value("auditflow_file_lag_bytes", &[("file", &current)]).is_some());
+    let logged = fs::read_to_string(workspace.path("auditflow.log")).unwrap_or_default();
+    assert!(logged.contains("audit.log was truncated"), "{logged}");
+    assert!(logged.contains("holds the content read before as"), "{logged}");
 }
 
 #[test]
@@ -398,7 +408,12 @@ rate = {RATE}
     });
     let log = workspace.path("auditflow.log");
     let out_path = workspace.path("out.ndjson");
-    let mut random = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+    // FILE_SOURCE_SEED picks other kill moments (to explore; the default is fixed).
+    let seed = std::env::var("FILE_SOURCE_SEED")
+        .ok()
+        .and_then(|seed| seed.parse().ok())
+        .unwrap_or(4);
+    let mut random = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut child = start(&config, &log);
     for kill in 0..KILLS {
         std::thread::sleep(Duration::from_millis(random.gen_range(1_000..4_000)));

@@ -220,6 +220,8 @@ struct Metadata<'a> {
 fn metadata<'a>(facts: &'a Facts<'a>, template: &'static Template, form: Form) -> Metadata<'a> {
     let stored = form != Form::Client;
     let is = |kind| facts.kind == kind;
+    // Pods that exist were made by their ReplicaSet; a person creating one makes a bare pod.
+    let replica = is(BodyKind::Pod) && !facts.created_now;
     let created = if facts.created_now {
         facts.now.0
     } else {
@@ -232,7 +234,7 @@ fn metadata<'a>(facts: &'a Facts<'a>, template: &'static Template, form: Form) -
     };
     Metadata {
         name: facts.name,
-        generate_name: is(BodyKind::Pod).then_some(AsString(GenerateName(facts.place))),
+        generate_name: replica.then_some(AsString(GenerateName(facts.place))),
         namespace: facts.namespace,
         uid: stored.then(|| Uuid::stable(&[facts.namespace, facts.name], 0)),
         resource_version: resource_version.map(AsString),
@@ -246,7 +248,7 @@ fn metadata<'a>(facts: &'a Facts<'a>, template: &'static Template, form: Form) -
         annotations: (stored && is(BodyKind::Deployment)).then(|| Revision {
             revision: AsString(generation(facts)),
         }),
-        owner_references: is(BodyKind::Pod).then(|| [owner_reference(facts)]),
+        owner_references: replica.then(|| [owner_reference(facts)]),
         managed_fields: stored.then(|| managed_fields(facts, template, form, created)),
     }
 }

@@ -87,6 +87,24 @@ pub enum OutputFormat {
 }
 
 /// A deterministic generator of Kubernetes audit events.
+///
+/// ```
+/// use auditflow_core::event::AuditEvent;
+/// use auditflow_core::generate::{Generator, GeneratorOptions, OutputFormat};
+///
+/// let mut generator = Generator::new(GeneratorOptions {
+///     seed: 42,
+///     ..GeneratorOptions::default()
+/// });
+/// let mut line = String::new();
+/// generator.next_event(&mut line);
+/// assert!(AuditEvent::parse(&line).is_ok());
+///
+/// let mut out = Vec::new();
+/// generator.write_events(3, OutputFormat::Ndjson, &mut out)?;
+/// assert_eq!(out.iter().filter(|&&byte| byte == b'\n').count(), 3);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub struct Generator {
     rng: ChaCha8Rng,
     clock: Clock,

@@ -1,1 +1,0 @@
-//! Synthetic Kubernetes audit traffic (work in progress).

@@ -77,6 +77,18 @@ impl LogWriter {
         self.file.flush().expect("flush audit.log");
     }
 
+    /// Appends `count` events 1000 at a time, each thousand flushed then followed by `pause`.
+    fn write_paced(&mut self, count: u64, pause: Duration) {
+        let mut left = count;
+        while left > 0 {
+            let now = left.min(1000);
+            self.write(now);
+            self.flush();
+            left -= now;
+            std::thread::sleep(pause);
+        }
+    }
+
     /// lumberjack: `audit.log` is renamed to a timestamped backup and a new one is created.
     fn rotate_rename(&mut self) -> PathBuf {
         self.flush();
@@ -238,7 +250,9 @@ fn stop(mut child: Child) {
 }
 
 fn metrics_of(port: u16) -> String {
-    http_get(port, "/metrics").map(|(_, body)| body).unwrap_or_default()
+    http_get(port, "/metrics")
+        .map(|(_, body)| body)
+        .unwrap_or_default()
 }
 
 fn delivered(port: u16, sink: &str) -> f64 {
@@ -251,9 +265,11 @@ fn delivered(port: u16, sink: &str) -> f64 {
 }
 
 fn wait_delivered(port: u16, sink: &str, count: u64, timeout: Duration) {
-    wait_for(timeout, &format!("{count} events delivered to {sink}"), || {
-        delivered(port, sink) >= count as f64
-    });
+    wait_for(
+        timeout,
+        &format!("{count} events delivered to {sink}"),
+        || delivered(port, sink) >= count as f64,
+    );
 }
 
 /// The pipeline of most tests: `in` (file) -> `out` (file), `in.errors` -> `dead` (file).
@@ -287,7 +303,9 @@ path = "{{dir}}/errors.ndjson"
 #[test]
 fn rotation_storm_delivers_every_event_exactly_once() {
     const TOTAL: u64 = 200_000;
-    const PER_FILE: u64 = 5_000;
+    const FILES: u64 = 40;
+    const PER_FILE: u64 = TOTAL / FILES;
+    const COPYTRUNCATE: u64 = 20;
     let workspace = Workspace::new();
     let port = free_port();
     let logs = workspace.path("logs");
@@ -299,25 +317,33 @@ fn rotation_storm_delivers_every_event_exactly_once() {
     let mut writer = LogWriter::new(&logs);
     let child = start(&config, &workspace.path("auditflow.log"));
     let started = Instant::now();
-    for file in 0..TOTAL / PER_FILE {
-        for _ in 0..PER_FILE / 1000 {
-            writer.write(1000);
-            writer.flush();
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        if file + 1 == TOTAL / PER_FILE {
+    for file in 0..FILES {
+        // The copytruncated file holds one event more than the others (so that its
+        // size tells it from the file before it), the last one event less.
+        let count = match file {
+            COPYTRUNCATE => PER_FILE + 1,
+            last if last + 1 == FILES => PER_FILE - 1,
+            _ => PER_FILE,
+        };
+        writer.write_paced(count, Duration::from_millis(5));
+        if file + 1 == FILES {
             break;
         }
-        if file == 20 {
-            // Once the source reads audit.log, copy and truncate it under the source's feet.
+        if file == COPYTRUNCATE {
+            // Once the source has read audit.log to its end, copy and truncate it.
             let label = writer.current().display().to_string();
-            wait_for(Duration::from_secs(60), "audit.log being read", || {
-                metric(
-                    &metrics_of(port),
-                    "auditflow_file_read_offset_bytes",
-                    &[("file", &label)],
-                ) > Some(0.0)
-            });
+            let size = fs::metadata(writer.current()).expect("audit.log").len() as f64;
+            wait_for(
+                Duration::from_secs(120),
+                "audit.log read to its end",
+                || {
+                    metric(
+                        &metrics_of(port),
+                        "auditflow_file_read_offset_bytes",
+                        &[("file", &label)],
+                    ) == Some(size)
+                },
+            );
             writer.rotate_copytruncate();
         } else {
             writer.rotate_rename();
@@ -335,7 +361,10 @@ fn rotation_storm_delivers_every_event_exactly_once() {
     assert_eq!(out.missing("w", TOTAL), Vec::<String>::new());
     assert_eq!(out.duplicates(), 0, "no event is read twice");
     assert_eq!(out.lines, TOTAL as usize);
-    assert_eq!(fs::read(workspace.path("errors.ndjson")).unwrap_or_default(), b"");
+    assert_eq!(
+        fs::read(workspace.path("errors.ndjson")).unwrap_or_default(),
+        b""
+    );
     let value = |name: &str, labels: &[(&str, &str)]| metric(&metrics, name, labels);
     assert!(value("auditflow_file_rotations_total", &[("kind", "truncate")]) >= Some(1.0));
     assert!(value("auditflow_file_rotations_total", &[("kind", "rename")]) >= Some(1.0));
@@ -350,7 +379,10 @@ fn rotation_storm_delivers_every_event_exactly_once() {
     assert!(value("auditflow_file_lag_bytes", &[("file", &current)]).is_some());
     let logged = fs::read_to_string(workspace.path("auditflow.log")).unwrap_or_default();
     assert!(logged.contains("audit.log was truncated"), "{logged}");
-    assert!(logged.contains("holds the content read before as"), "{logged}");
+    assert!(
+        logged.contains("holds the content read before as"),
+        "{logged}"
+    );
 }
 
 #[test]
@@ -389,11 +421,7 @@ rate = {RATE}
     writer.flush();
     let writing = std::thread::spawn(move || {
         for file in 0..TOTAL / PER_FILE {
-            for _ in 0..PER_FILE / 1000 {
-                writer.write(1000);
-                writer.flush();
-                std::thread::sleep(Duration::from_millis(15));
-            }
+            writer.write_paced(PER_FILE, Duration::from_millis(15));
             match file {
                 19 => {
                     writer.rotate_copytruncate();
@@ -544,13 +572,17 @@ fn read_from_end_applies_only_to_files_found_at_the_very_first_start() {
     let child = start(&config, &workspace.path("auditflow.log"));
     let size = fs::metadata(&current).expect("size").len() as f64;
     let label = current.display().to_string();
-    wait_for(Duration::from_secs(30), "audit.log watched from its end", || {
-        metric(
-            &metrics_of(port),
-            "auditflow_file_read_offset_bytes",
-            &[("file", &label)],
-        ) == Some(size)
-    });
+    wait_for(
+        Duration::from_secs(30),
+        "audit.log watched from its end",
+        || {
+            metric(
+                &metrics_of(port),
+                "auditflow_file_read_offset_bytes",
+                &[("file", &label)],
+            ) == Some(size)
+        },
+    );
     let mut file = append(&current);
     file.write_all(&events("live", 0, 500)).expect("append");
     wait_delivered(port, "out", 500, Duration::from_secs(30));
@@ -592,7 +624,10 @@ fn a_partial_last_line_waits_for_its_newline() {
     let out = tally(&workspace.path("out.ndjson"));
     assert_eq!(out.lines, 11);
     assert_eq!(out.missing("p", 11), Vec::<String>::new());
-    assert_eq!(fs::read(workspace.path("errors.ndjson")).unwrap_or_default(), b"");
+    assert_eq!(
+        fs::read(workspace.path("errors.ndjson")).unwrap_or_default(),
+        b""
+    );
 }
 
 #[test]
@@ -681,7 +716,10 @@ rate = 10000
     let child = start(&config, &log);
     wait_delivered(port, "out", 1000, Duration::from_secs(30));
     fs::remove_file(&current).expect("delete audit.log");
-    assert!(delivered(port, "out") < COUNT as f64 / 2.0, "deleted too late");
+    assert!(
+        delivered(port, "out") < COUNT as f64 / 2.0,
+        "deleted too late"
+    );
     wait_delivered(port, "out", COUNT, Duration::from_secs(60));
     wait_for(Duration::from_secs(10), "the deleted file closed", || {
         metric(&metrics_of(port), "auditflow_files_watched", &[]) == Some(0.0)
@@ -757,7 +795,12 @@ fn once_ends_when_every_file_is_read_and_saves_the_checkpoints() {
     let workspace = Workspace::new();
     let logs = workspace.path("logs");
     write_file(&logs.join("audit.log"), "a", 0, 1500);
-    write_file(&logs.join("audit-2026-11-24T10-00-00.000.log"), "b", 0, 2500);
+    write_file(
+        &logs.join("audit-2026-11-24T10-00-00.000.log"),
+        "b",
+        0,
+        2500,
+    );
     write_file(&logs.join("other.txt"), "c", 0, 10);
     let config = pipeline(
         &workspace,
@@ -816,5 +859,8 @@ fn a_second_process_on_the_same_data_dir_is_refused() {
     stop(first);
     assert!(!second.status.success());
     let stderr = String::from_utf8_lossy(&second.stderr);
-    assert!(stderr.contains("locked by another running auditflow"), "{stderr}");
+    assert!(
+        stderr.contains("locked by another running auditflow"),
+        "{stderr}"
+    );
 }

@@ -40,6 +40,7 @@
 //! fingerprint = { max_bytes = 4096 }   # how much of the first line identifies a file
 //! ```
 
+pub mod batch;
 pub mod checkpoint;
 pub mod discovery;
 pub mod fingerprint;

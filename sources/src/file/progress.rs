@@ -95,14 +95,19 @@ impl Progress {
                     self.in_flight.pop_front();
                 }
                 BatchStatus::Errored => {
-                    self.in_flight.clear();
-                    self.sent = self.committed;
+                    self.rewind();
                     settled.failed = true;
                     break;
                 }
             }
         }
         settled
+    }
+
+    /// Forgets every batch in flight: reading goes on from the committed offset.
+    pub fn rewind(&mut self) {
+        self.in_flight.clear();
+        self.sent = self.committed;
     }
 
     /// Waits for the oldest batch's acknowledgement (returns at once if none is in flight).

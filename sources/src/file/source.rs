@@ -17,10 +17,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use auditflow_core::ack::{BatchNotifier, Finalizer};
-use auditflow_core::component::{InputFailure, SourceContext};
-use auditflow_core::event::Event;
+use auditflow_core::component::SourceContext;
 
+use super::batch::{Batch, BatchQueue, Origin};
 use super::checkpoint::{Checkpoint, CheckpointStore};
 use super::discovery::Discovery;
 use super::fingerprint::{FileId, Fingerprint, Fingerprinter};
@@ -28,7 +27,6 @@ use super::metrics::{FileGauges, FileMetrics};
 use super::progress::Progress;
 use super::reader::{TailedFile, TurnLimit};
 use super::{FileConfig, ReadFrom};
-use crate::decode::decode_frame;
 use crate::framing::Frame;
 
 /// How much is read from one file per turn (about 1000 events of 1 KB).
@@ -43,6 +41,11 @@ const READ_BUFFER_BYTES: usize = 256 * 1024;
 /// How long reading a content waits after a batch of it was not delivered.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
+/// How many batches decode on the blocking pool while the next one is read.
+fn decode_ahead() -> usize {
+    std::thread::available_parallelism().map_or(2, |cores| cores.get().max(2))
+}
+
 /// How long the checkpoint of a content no file holds any more is kept, at least.
 const MIN_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
@@ -52,7 +55,12 @@ struct Content {
     progress: Progress,
     path: String,
     seen_at: u64,
+    /// After a failed delivery, reading waits until then.
     retry_at: Option<Instant>,
+    /// Moves on at each rewind; batches read before it are dropped unsent.
+    generation: u64,
+    /// The open file must go back to the committed offset before its next read.
+    rewind: bool,
 }
 
 impl Content {
@@ -62,6 +70,8 @@ impl Content {
             path,
             seen_at: unix_now(),
             retry_at: None,
+            generation: 0,
+            rewind: false,
         }
     }
 }
@@ -134,6 +144,7 @@ pub(super) struct FileSource {
     metrics: FileMetrics,
     fingerprinter: Fingerprinter,
     buffer: Vec<u8>,
+    batches: BatchQueue,
     last_scan: Option<Instant>,
     last_save: Instant,
     dirty: bool,
@@ -167,6 +178,7 @@ impl FileSource {
             reports: Reports::default(),
             metrics: FileMetrics::new(&context.metrics),
             buffer: vec![0; READ_BUFFER_BYTES],
+            batches: BatchQueue::new(decode_ahead()),
             last_scan: None,
             last_save: Instant::now(),
             dirty: false,
@@ -179,14 +191,23 @@ impl FileSource {
         let mut scanned_while_idle = false;
         while !context.shutdown.is_cancelled() {
             if self.scan_due() {
+                // Copies are matched against the offsets sent: send everything read first.
+                if !self.send_ready(&context, 0).await {
+                    self.downstream_gone();
+                    break;
+                }
                 self.scan();
             }
-            let round = self.read_round(&context).await;
+            let mut round = self.read_round(&context).await;
+            if !round.progressed && !round.closed {
+                round.closed = !self.send_ready(&context, 0).await;
+            }
+            self.close_finished();
             self.settle(false);
             self.update_gauges();
             self.save_if_due();
             if round.closed {
-                tracing::warn!(component_id = %self.id, "nothing downstream takes events any more; the file source stops");
+                self.downstream_gone();
                 break;
             }
             if round.progressed {
@@ -210,6 +231,10 @@ impl FileSource {
         self.finish(context).await
     }
 
+    fn downstream_gone(&self) {
+        tracing::warn!(component_id = %self.id, "nothing downstream takes events any more; the file source stops");
+    }
+
     fn scan_due(&self) -> bool {
         self.last_scan
             .is_none_or(|at| at.elapsed() >= self.config.glob_interval)
@@ -223,7 +248,8 @@ impl FileSource {
             && self
                 .contents
                 .values()
-                .all(|content| content.progress.is_settled() && content.retry_at.is_none())
+                .all(|content| content.progress.is_settled() && !content.rewind)
+            && self.batches.is_empty()
     }
 
     /// Gives every open file one turn.
@@ -249,7 +275,6 @@ impl FileSource {
                 break;
             }
         }
-        self.close_finished();
         round
     }
 
@@ -262,7 +287,7 @@ impl FileSource {
         let Some(fingerprint) = self.identify(watched) else {
             return outcome;
         };
-        if !self.ready_to_read(fingerprint) {
+        if !self.ready_to_read(watched, fingerprint) {
             return outcome;
         }
         let mut frames = Vec::new();
@@ -283,10 +308,8 @@ impl FileSource {
         watched.at_eof = turn.eof;
         outcome.progressed = turn.bytes > 0;
         if !frames.is_empty() {
-            let end = watched.file.line_end();
-            outcome.closed = !self
-                .send_batch(context, fingerprint, &watched.file, frames, end)
-                .await;
+            self.queue_batch(fingerprint, &watched.file, frames);
+            outcome.closed = !self.send_ready(context, self.batches.ahead()).await;
         }
         if turn.truncated {
             self.truncated(watched);
@@ -295,43 +318,82 @@ impl FileSource {
         outcome
     }
 
-    /// Whether a content may be read now (not pausing after a failed delivery).
-    fn ready_to_read(&mut self, fingerprint: Fingerprint) -> bool {
+    /// Whether a content may be read now: not pausing after a failed delivery
+    /// (and, once the pause is over, back at its committed offset).
+    fn ready_to_read(&mut self, watched: &mut Watched, fingerprint: Fingerprint) -> bool {
         let Some(content) = self.contents.get_mut(&fingerprint) else {
             return true;
         };
-        match content.retry_at {
-            Some(at) if at > Instant::now() => false,
-            Some(_) => {
-                content.retry_at = None;
-                true
-            }
-            None => true,
+        if content.retry_at.is_some_and(|at| at > Instant::now()) {
+            return false;
         }
+        content.retry_at = None;
+        if content.rewind {
+            content.rewind = false;
+            let offset = content.progress.sent();
+            watched.at_eof = false;
+            if let Err(error) = watched.file.start_at(offset) {
+                self.read_failed(watched, &error);
+                return false;
+            }
+        }
+        true
     }
 
-    /// Decodes lines into events and sends them with one acknowledgement handle.
+    /// Starts decoding the lines of one turn.
+    fn queue_batch(&mut self, fingerprint: Fingerprint, file: &TailedFile, frames: Vec<Frame>) {
+        let generation = self
+            .contents
+            .get(&fingerprint)
+            .map_or(0, |content| content.generation);
+        let origin = Origin {
+            fingerprint,
+            generation,
+            end: file.line_end(),
+        };
+        let path = file.path.display().to_string();
+        self.batches.push(origin, frames, self.id.clone(), path);
+    }
+
+    /// Sends the decoded batches while more than `keep` are queued.
     ///
     /// Returns `false` when nothing downstream takes events any more.
-    async fn send_batch(
-        &mut self,
-        context: &SourceContext,
-        fingerprint: Fingerprint,
-        file: &TailedFile,
-        frames: Vec<Frame>,
-        end: u64,
-    ) -> bool {
-        let (finalizer, receiver) = BatchNotifier::new_batch();
-        let path = file.path.display().to_string();
-        let (events, failures) = decode_batch(frames, &self.id, &path, &finalizer);
-        context.send_failures(failures, Some(&finalizer)).await;
-        let sent = context.send(events).await;
-        drop(finalizer);
-        let content = self
-            .contents
-            .entry(fingerprint)
-            .or_insert_with(|| Content::new(0, path));
-        content.progress.push(end, receiver);
+    async fn send_ready(&mut self, context: &SourceContext, keep: usize) -> bool {
+        while let Some(next) = self.batches.next(keep).await {
+            let batch = match next {
+                Ok(batch) => batch,
+                Err(origin) => {
+                    self.metrics.error("decode_failed");
+                    tracing::error!(component_id = %self.id, "decoding a batch failed (a bug: please report it); its lines are read again");
+                    if let Some(content) = self.contents.get_mut(&origin.fingerprint) {
+                        content.progress.rewind();
+                    }
+                    self.rewind(origin.fingerprint, false);
+                    continue;
+                }
+            };
+            if !self.send(context, batch).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Sends one batch and records it in its content's acknowledgement FIFO.
+    async fn send(&mut self, context: &SourceContext, batch: Batch) -> bool {
+        let Some(content) = self.contents.get_mut(&batch.origin.fingerprint) else {
+            return true;
+        };
+        if content.generation != batch.origin.generation {
+            // Read before a rewind: the same lines are being read again.
+            return true;
+        }
+        context
+            .send_failures(batch.failures, Some(&batch.finalizer))
+            .await;
+        let sent = context.send(batch.events).await;
+        drop(batch.finalizer);
+        content.progress.push(batch.origin.end, batch.receiver);
         sent
     }
 
@@ -386,7 +448,8 @@ impl FileSource {
         }
     }
 
-    /// After a failed delivery: read the content again from its committed offset, after a pause.
+    /// After a failed delivery: the content is read again from its committed
+    /// offset after a pause (at its next turn, or when a file holding it is opened).
     fn rewind(&mut self, fingerprint: Fingerprint, stopping: bool) {
         let Some(content) = self.contents.get_mut(&fingerprint) else {
             return;
@@ -396,23 +459,10 @@ impl FileSource {
             tracing::error!(component_id = %self.id, "events of {} after offset {committed} were not delivered; they are read again at the next start", content.path);
             return;
         }
+        tracing::error!(component_id = %self.id, "events of {} after offset {committed} were not delivered; reading them again in {RETRY_PAUSE:?}", content.path);
         content.retry_at = Some(Instant::now() + RETRY_PAUSE);
-        let open = self
-            .files
-            .values_mut()
-            .find(|watched| watched.file.fingerprint == Some(fingerprint));
-        match open {
-            Some(watched) => {
-                tracing::error!(component_id = %self.id, "events of {} after offset {committed} were not delivered; reading them again in {RETRY_PAUSE:?}", content.path);
-                watched.at_eof = false;
-                if let Err(error) = watched.file.start_at(committed) {
-                    tracing::error!(component_id = %self.id, "cannot go back to offset {committed} of {}: {error}", content.path);
-                }
-            }
-            None => {
-                tracing::error!(component_id = %self.id, "events of {} after offset {committed} were not delivered, and the file is closed; they are read again when a file with this content is found", content.path);
-            }
-        }
+        content.generation += 1;
+        content.rewind = true;
     }
 
     /// Sets the per-file gauges.
@@ -545,11 +595,13 @@ impl FileSource {
     }
 
     fn is_finished(&self, watched: &Watched) -> bool {
-        let settled = watched
-            .file
-            .fingerprint
-            .and_then(|fingerprint| self.contents.get(&fingerprint))
-            .is_none_or(|content| content.progress.is_settled());
+        let settled = watched.file.fingerprint.is_none_or(|fingerprint| {
+            !self.batches.holds(fingerprint)
+                && self
+                    .contents
+                    .get(&fingerprint)
+                    .is_none_or(|content| content.progress.is_settled())
+        });
         let waiting = watched.file.fingerprint.is_none();
         let done = (watched.at_eof && settled) || waiting;
         done && (watched.orphaned || watched.file.is_gzip() && !waiting)
@@ -579,29 +631,9 @@ fn restored(checkpoint: Checkpoint) -> Content {
         path: checkpoint.path,
         seen_at: checkpoint.seen_at,
         retry_at: None,
+        generation: 0,
+        rewind: false,
     }
-}
-
-/// Decodes frames into events carrying `finalizer`, and failures naming the file.
-fn decode_batch(
-    frames: Vec<Frame>,
-    id: &Arc<str>,
-    path: &str,
-    finalizer: &Finalizer,
-) -> (Vec<Event>, Vec<InputFailure>) {
-    let mut events = Vec::with_capacity(frames.len());
-    let mut failures = Vec::new();
-    for frame in frames {
-        decode_frame(frame, id, &mut events, &mut failures);
-    }
-    for failure in &mut failures {
-        failure.message = format!("{path}: {}", failure.message);
-    }
-    let events = events
-        .into_iter()
-        .map(|event| event.with_finalizer(finalizer.clone()))
-        .collect();
-    (events, failures)
 }
 
 fn unix_now() -> u64 {

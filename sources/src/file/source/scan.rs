@@ -233,9 +233,15 @@ impl FileSource {
             tracing::debug!(component_id = %self.id, "{} holds the content of {}, which is open; it is read once that one is closed", file.path.display(), other.display());
             return false;
         }
+        if self.batches.holds(fingerprint) {
+            // Lines of this content are still being decoded: its sent offset is not final.
+            return false;
+        }
         let path = file.path.display().to_string();
         let started = match self.contents.get_mut(&fingerprint) {
             Some(content) => {
+                // A rewind pending for this content is served by starting at `sent`.
+                content.rewind = false;
                 let offset = content.progress.sent();
                 if content.path != path {
                     tracing::info!(component_id = %self.id, "{path} holds the content read before as {} (a copy, a compressed backup, or a rename while stopped): reading on from offset {offset}", content.path);

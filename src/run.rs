@@ -17,7 +17,7 @@ pub fn run(path: &Path, once: bool) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let registry = Registry::new();
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
@@ -32,8 +32,14 @@ pub fn run(path: &Path, once: bool) -> anyhow::Result<ExitCode> {
         result?;
         tracing::info!("pipeline stopped; every in-flight event was delivered");
         Ok(ExitCode::SUCCESS)
-    })
+    });
+    // A blocking read of stdin cannot be interrupted; do not wait for it to return.
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN_GRACE);
+    result
 }
+
+/// How long the runtime waits for blocking threads (a pending stdin read) once the pipeline has stopped.
+const RUNTIME_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
 
 async fn stop_on_signal(shutdown: CancellationToken) {
     let terminate = async {

@@ -103,6 +103,6 @@ path = "{{dir}}/errors.ndjson"
     }
     drop(stdin);
     // With its only source at EOF, the pipeline drains and exits cleanly.
-    let status = child.wait().expect("auditflow exits");
+    let status = wait_exit(&mut child, std::time::Duration::from_secs(30));
     assert!(status.success());
 }

@@ -54,7 +54,7 @@ rate = 5000
     .expect("sink metric");
     let peak_kib = peak_rss_kib(pid).expect("peak memory");
     terminate(&child);
-    let _ = child.wait();
+    wait_exit(&mut child, Duration::from_secs(30));
     // ~1 KB events: what the writer got in beyond what was delivered sits in the
     // pipe, the read buffer and the bounded channels: a few MB, never the input.
     let in_flight = written as f64 - delivered * average;
@@ -80,7 +80,7 @@ type = "stdin"
 [sinks.slow]
 type = "blackhole"
 inputs = ["in"]
-rate = 20000
+rate = 5000
 [sinks.out]
 type = "file"
 inputs = ["in"]
@@ -90,11 +90,15 @@ path = "{dir}/out.ndjson"
     let events = generate(&["--count", "30000", "--seed", "5"]);
     let mut child = workspace.start(&config);
     let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(&events).expect("feed");
-    // The slow sink holds the pipeline back; stop it while events are in flight.
-    std::thread::sleep(Duration::from_millis(500));
+    let input = events.clone();
+    let writer = std::thread::spawn(move || {
+        // Fails with a broken pipe once auditflow has exited: expected.
+        let _ = stdin.write_all(&input);
+    });
+    // The slow sink (6 s for all events) holds the pipeline back; stop it while events are in flight.
+    std::thread::sleep(Duration::from_secs(1));
     terminate(&child);
-    let status = child.wait().expect("exit");
+    let status = wait_exit(&mut child, Duration::from_secs(30));
     assert!(status.success(), "exit status {status:?}");
     // Everything the source read before SIGTERM is delivered; the rest stays
     // unread in the pipe. So the file holds a prefix of the input, in order,
@@ -110,7 +114,7 @@ path = "{dir}/out.ndjson"
         "the output is not a prefix of the input"
     );
     assert!(written.ends_with(b"\n"));
-    drop(stdin);
+    writer.join().expect("writer");
 }
 
 #[test]
@@ -208,5 +212,5 @@ inputs = ["in"]
     );
     assert!(metrics.contains("component_type=\"stdin\""));
     terminate(&child);
-    assert!(child.wait().expect("exit").success());
+    assert!(wait_exit(&mut child, Duration::from_secs(30)).success());
 }

@@ -7,7 +7,8 @@
 //! - [`config`]: the TOML pipeline configuration and its validation;
 //! - [`component`]: the contract every source, transform and sink follows;
 //! - [`topology`]: the graph of tasks and bounded channels that runs a pipeline;
-//! - [`metrics`]: the internal metrics registry rendered on `/metrics`.
+//! - [`metrics`]: the internal metrics registry rendered on `/metrics`;
+//! - [`generate`]: deterministic synthetic audit traffic for demos, tests and benchmarks.
 
 pub mod ack;
 pub mod component;

@@ -864,3 +864,110 @@ fn a_second_process_on_the_same_data_dir_is_refused() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_failed_delivery_is_read_again_from_the_committed_offset() {
+    const COUNT: u64 = 5_000;
+    let workspace = Workspace::new();
+    let port = free_port();
+    let logs = workspace.path("logs");
+    write_file(&logs.join("audit.log"), "f", 0, COUNT);
+    // The sink writes to /dev/full (every write fails) until the link is replaced.
+    let out = workspace.path("out.ndjson");
+    std::os::unix::fs::symlink("/dev/full", &out).expect("symlink");
+    let config = pipeline(
+        &workspace,
+        &format!("include = [\"{}/audit.log\"]", logs.display()),
+        Some(port),
+    );
+    let log = workspace.path("auditflow.log");
+    let child = start(&config, &log);
+    wait_for(Duration::from_secs(30), "a failed delivery", || {
+        metric(
+            &metrics_of(port),
+            "auditflow_component_errors_total",
+            &[("component_id", "in"), ("error_type", "delivery_failed")],
+        ) >= Some(1.0)
+    });
+    fs::remove_file(&out).expect("remove the link");
+    File::create(&out).expect("a real output file");
+    let mut tally = Tally::default();
+    wait_for(Duration::from_secs(60), "every event delivered", || {
+        tally.update(&out);
+        tally.distinct() == COUNT as usize
+    });
+    stop(child);
+    let logged = fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        logged.contains("were not delivered; reading them again"),
+        "{logged}"
+    );
+    assert_eq!(tally.missing("f", COUNT), Vec::<String>::new());
+}
+
+#[test]
+fn a_slow_sink_holds_up_the_file_source_and_sigterm_saves_what_was_delivered() {
+    const COUNT: u64 = 100_000;
+    let workspace = Workspace::new();
+    let port = free_port();
+    let logs = workspace.path("logs");
+    write_file(&logs.join("audit.log"), "s", 0, COUNT);
+    let source = format!(
+        "[sources.in]\ntype = \"file\"\ninclude = [\"{}/audit.log\"]\n",
+        logs.display()
+    );
+    let slow = workspace.config(&format!(
+        r#"
+data_dir = "{{dir}}/data"
+[api]
+address = "127.0.0.1:{port}"
+{source}
+[sinks.out]
+type = "file"
+inputs = ["in"]
+path = "{{dir}}/out.ndjson"
+[sinks.slow]
+type = "blackhole"
+inputs = ["in"]
+rate = 5000
+"#
+    ));
+    let child = start(&slow, &workspace.path("auditflow.log"));
+    let pid = child.id();
+    std::thread::sleep(Duration::from_secs(4));
+    let metrics = metrics_of(port);
+    let peak_kib = peak_rss_kib(pid).expect("peak memory");
+    stop(child);
+    // The backlog (100 MB) stays in the file: the source reads only what the slow
+    // sink lets through, plus the bounded channels.
+    let label = logs.join("audit.log").display().to_string();
+    let read = metric(
+        &metrics,
+        "auditflow_file_read_offset_bytes",
+        &[("file", &label)],
+    )
+    .expect("read offset");
+    let lag = metric(&metrics, "auditflow_file_lag_bytes", &[("file", &label)]).expect("lag");
+    let size = fs::metadata(logs.join("audit.log")).expect("size").len() as f64;
+    assert!(read < size / 2.0, "read {read} of {size} bytes");
+    assert!(lag > size / 2.0, "lag {lag}");
+    assert!(peak_kib < 200 * 1024, "peak memory {peak_kib} KiB");
+    // SIGTERM waited for the deliveries in flight and saved them: a run without
+    // the slow sink reads on from there, and nothing is delivered twice.
+    let after = tally(&workspace.path("out.ndjson"));
+    assert!(after.lines > 0 && after.lines < COUNT as usize);
+    let fast = workspace.config(&format!(
+        r#"
+data_dir = "{{dir}}/data"
+{source}
+[sinks.out]
+type = "file"
+inputs = ["in"]
+path = "{{dir}}/out.ndjson"
+"#
+    ));
+    run_once(&fast);
+    let out = tally(&workspace.path("out.ndjson"));
+    assert_eq!(out.missing("s", COUNT), Vec::<String>::new());
+    assert_eq!(out.duplicates(), 0);
+}

@@ -223,12 +223,26 @@ impl FileSource {
                 scanned_while_idle = true;
                 continue;
             }
+            let poll = self.config.poll_interval;
             tokio::select! {
-                _ = tokio::time::sleep(self.config.poll_interval) => {}
+                _ = tokio::time::sleep(poll) => {}
+                _ = self.next_acknowledgement() => {}
                 _ = context.shutdown.cancelled() => {}
             }
         }
         self.finish(context).await
+    }
+
+    /// Waits for the oldest batch in flight of some content (forever if none is in flight).
+    async fn next_acknowledgement(&mut self) {
+        match self
+            .contents
+            .values_mut()
+            .find(|content| !content.progress.is_settled())
+        {
+            Some(content) => content.progress.wait_head().await,
+            None => std::future::pending().await,
+        }
     }
 
     fn downstream_gone(&self) {

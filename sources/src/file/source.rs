@@ -109,6 +109,11 @@ impl Reports {
         self.active.insert(key, message);
     }
 
+    /// Whether no error is reported now.
+    fn is_empty(&self) -> bool {
+        self.active.is_empty()
+    }
+
     /// Forgets the error under `key`, logging that it went away.
     fn resolve(&mut self, key: &str) {
         if let Some(message) = self.active.remove(key) {
@@ -319,6 +324,9 @@ impl FileSource {
             }
         };
         self.metrics.read_bytes(turn.bytes);
+        if turn.bytes > 0 && !self.reports.is_empty() {
+            self.reports.resolve(&read_key(&watched.file.path));
+        }
         watched.at_eof = turn.eof;
         outcome.progressed = turn.bytes > 0;
         if !frames.is_empty() {
@@ -420,7 +428,7 @@ impl FileSource {
             format!("cannot read {path}: {error}; it is opened again at the next scan")
         };
         self.reports.report(
-            format!("read:{path}"),
+            read_key(&watched.file.path),
             message,
             &self.metrics,
             "read_failed",
@@ -648,6 +656,10 @@ fn restored(checkpoint: Checkpoint) -> Content {
         generation: 0,
         rewind: false,
     }
+}
+
+fn read_key(path: &std::path::Path) -> String {
+    format!("read:{}", path.display())
 }
 
 fn unix_now() -> u64 {

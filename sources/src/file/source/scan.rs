@@ -69,7 +69,12 @@ impl FileSource {
         self.mark_orphans(&seen);
         self.parked.retain(|id, _| seen.contains(id));
         self.prune();
-        self.first_start = false;
+        if self.first_start {
+            // From now on this is not a first start, even after a crash: `read_from`
+            // applied to the files found now, and must not apply again.
+            self.first_start = false;
+            self.save();
+        }
         self.last_scan = Some(Instant::now());
     }
 

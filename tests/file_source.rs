@@ -496,22 +496,16 @@ fn a_backup_compressed_after_rotation_is_never_read_again() {
     writer.flush();
     wait_delivered(port, "out", 4000, Duration::from_secs(60));
     // lumberjack's --audit-log-compress: the backup is gzipped, then removed.
-    let compressed = PathBuf::from(format!("{}.gz", backup.display()));
-    let mut encoder = flate2::write::GzEncoder::new(
-        File::create(&compressed).expect("create .gz"),
-        flate2::Compression::fast(),
-    );
-    encoder
-        .write_all(&fs::read(&backup).expect("read backup"))
-        .expect("compress");
-    encoder.finish().expect("finish .gz");
-    fs::remove_file(&backup).expect("remove backup");
+    let compressed = compress(&backup);
     std::thread::sleep(Duration::from_millis(1000));
     writer.write(1000);
     writer.flush();
     wait_delivered(port, "out", 5000, Duration::from_secs(60));
     std::thread::sleep(Duration::from_millis(500));
     stop(child);
+    let logged = fs::read_to_string(workspace.path("auditflow.log")).unwrap_or_default();
+    let adopted = format!("{} holds the content read before as", compressed.display());
+    assert!(logged.contains(&adopted), "{logged}");
     // A restart finds the .gz again and recognises it from the checkpoints.
     run_once(&config);
     let out = tally(&workspace.path("out.ndjson"));
@@ -997,4 +991,51 @@ fn the_sidecar_example_validates_but_for_sinks_not_built_yet() {
         "{text}"
     );
     assert_eq!(output.status.success(), errors.is_empty(), "{text}");
+}
+
+/// Compresses `path` to `path.gz` and removes it, as lumberjack's `--audit-log-compress` does.
+fn compress(path: &Path) -> PathBuf {
+    let compressed = PathBuf::from(format!("{}.gz", path.display()));
+    let mut encoder = flate2::write::GzEncoder::new(
+        File::create(&compressed).expect("create .gz"),
+        flate2::Compression::fast(),
+    );
+    encoder
+        .write_all(&fs::read(path).expect("read the backup"))
+        .expect("compress");
+    encoder.finish().expect("finish .gz");
+    fs::remove_file(path).expect("remove the backup");
+    compressed
+}
+
+#[test]
+fn a_backup_rotated_and_compressed_while_stopped_is_read_from_where_it_was_left() {
+    let workspace = Workspace::new();
+    let logs = workspace.path("logs");
+    let base = logs.display();
+    let config = pipeline(
+        &workspace,
+        &format!("include = [\"{base}/audit*.log\", \"{base}/audit*.log.gz\"]"),
+        None,
+    );
+    let mut writer = LogWriter::new(&logs);
+    writer.write(3000);
+    writer.flush();
+    run_once(&config);
+    // While auditflow is stopped: 1000 more events, rotation, compression, 500 more.
+    writer.write(1000);
+    let backup = writer.rotate_rename();
+    compress(&backup);
+    writer.write(500);
+    writer.flush();
+    let output = run_once(&config);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let out = tally(&workspace.path("out.ndjson"));
+    assert_eq!(out.missing("w", 4500), Vec::<String>::new());
+    assert_eq!(out.duplicates(), 0, "{stderr}");
+    assert_eq!(out.lines, 4500);
+    assert!(
+        stderr.contains("holds the content read before as"),
+        "{stderr}"
+    );
 }

@@ -4,9 +4,11 @@
 //!
 //! The source runs one task. Every `glob_interval` it expands the `include`
 //! globs ([`discovery`]) and looks at what it finds; in between it reads the
-//! files it has open in turns, round-robin, one batch (about 1 MiB, ~1000
-//! audit events) per file per turn, and sleeps for `poll_interval` only when
-//! no file had anything new.
+//! files it has open in turns ([`reader`]), round-robin, one batch (about
+//! 1 MiB, ~1000 audit events) per file per turn, and sleeps for
+//! `poll_interval` only when no file had anything new. The lines of a turn are
+//! decoded on tokio's blocking pool while the next turn is read, and sent in
+//! order ([`batch`]).
 //!
 //! A file's *content* is recognised by a checksum of its first line
 //! ([`fingerprint`]); its device and inode tell a renamed file from a new one

@@ -10,6 +10,11 @@
 //! Two open files never read the same content at once: a copy found while its
 //! original is open waits until the original is closed, then resumes where the
 //! original was left (see [`scan`]).
+//!
+//! Lines read wait in a [`BatchQueue`] while they are decoded; a batch enters
+//! its content's acknowledgement FIFO when it is sent. Everything queued is
+//! sent before a scan, before the source sleeps and before a file is closed,
+//! so the sent offsets that copies resume from are always final then.
 
 mod scan;
 
@@ -195,22 +200,7 @@ impl FileSource {
     pub(super) async fn run(mut self, context: SourceContext) -> anyhow::Result<()> {
         let mut scanned_while_idle = false;
         while !context.shutdown.is_cancelled() {
-            if self.scan_due() {
-                // Copies are matched against the offsets sent: send everything read first.
-                if !self.send_ready(&context, 0).await {
-                    self.downstream_gone();
-                    break;
-                }
-                self.scan();
-            }
-            let mut round = self.read_round(&context).await;
-            if !round.progressed && !round.closed {
-                round.closed = !self.send_ready(&context, 0).await;
-            }
-            self.close_finished();
-            self.settle(false);
-            self.update_gauges();
-            self.save_if_due();
+            let round = self.step(&context).await;
             if round.closed {
                 self.downstream_gone();
                 break;
@@ -228,14 +218,42 @@ impl FileSource {
                 scanned_while_idle = true;
                 continue;
             }
-            let poll = self.config.poll_interval;
-            tokio::select! {
-                _ = tokio::time::sleep(poll) => {}
-                _ = self.next_acknowledgement() => {}
-                _ = context.shutdown.cancelled() => {}
-            }
+            self.idle(&context).await;
         }
         self.finish(context).await
+    }
+
+    /// A scan (when due), a round over the open files, and the bookkeeping after it.
+    async fn step(&mut self, context: &SourceContext) -> Round {
+        if self.scan_due() {
+            // Copies are matched against the offsets sent: send everything read first.
+            if !self.send_ready(context, 0).await {
+                return Round {
+                    progressed: false,
+                    closed: true,
+                };
+            }
+            self.scan();
+        }
+        let mut round = self.read_round(context).await;
+        if !round.progressed && !round.closed {
+            round.closed = !self.send_ready(context, 0).await;
+        }
+        self.close_finished();
+        self.settle(false);
+        self.update_gauges();
+        self.save_if_due();
+        round
+    }
+
+    /// Nothing new: waits for the poll interval, an acknowledgement, or shutdown.
+    async fn idle(&mut self, context: &SourceContext) {
+        let poll = self.config.poll_interval;
+        tokio::select! {
+            _ = tokio::time::sleep(poll) => {}
+            _ = self.next_acknowledgement() => {}
+            _ = context.shutdown.cancelled() => {}
+        }
     }
 
     /// Waits for the oldest batch in flight of some content (forever if none is in flight).

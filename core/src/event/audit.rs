@@ -295,7 +295,7 @@ pub fn decode_document_owned(text: String) -> Result<DecodedDocument, (EventErro
         Ok(Located::Decoded(items)) => Ok(items),
         Ok(Located::Single(header, request_object, response_object)) => Ok(vec![Ok(AuditEvent {
             text,
-            header,
+            header: *header,
             request_object,
             response_object,
         })]),
@@ -306,7 +306,7 @@ pub fn decode_document_owned(text: String) -> Result<DecodedDocument, (EventErro
 /// What [`locate`] found: events decoded already, or one event whose text can be kept as it is.
 enum Located {
     Decoded(DecodedDocument),
-    Single(AuditHeader, Option<Range<usize>>, Option<Range<usize>>),
+    Single(Box<AuditHeader>, Option<Range<usize>>, Option<Range<usize>>),
 }
 
 fn locate(text: &str) -> Result<Located, EventError> {
@@ -320,7 +320,11 @@ fn locate(text: &str) -> Result<Located, EventError> {
     }
     let request = wire.request_object.map(|raw| span_of(text, raw.get()));
     let response = wire.response_object.map(|raw| span_of(text, raw.get()));
-    Ok(Located::Single(header_from_wire(wire)?, request, response))
+    Ok(Located::Single(
+        Box::new(header_from_wire(wire)?),
+        request,
+        response,
+    ))
 }
 
 fn decode_wire(text: &str, wire: WireDocument<'_>) -> Result<DecodedDocument, EventError> {

@@ -64,18 +64,24 @@ impl OrderedDecoder {
         }));
     }
 
-    /// The oldest group's result once as many groups are in flight as allowed.
-    pub async fn next_if_full(&mut self) -> Option<Decoded> {
-        if self.pending.len() < self.parallelism {
-            return None;
-        }
-        self.next().await
+    /// Whether as many groups are in flight as allowed (submit no more before taking one).
+    pub fn is_full(&self) -> bool {
+        self.pending.len() >= self.parallelism
+    }
+
+    /// Whether no group is in flight.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
     }
 
     /// The oldest group's result, waiting for it; `None` when nothing is in flight.
+    ///
+    /// Cancel-safe: the group stays queued until its result has been returned.
     pub async fn next(&mut self) -> Option<Decoded> {
-        let handle = self.pending.pop_front()?;
-        Some(handle.await.unwrap_or_else(|error| Decoded {
+        let handle = self.pending.front_mut()?;
+        let result = handle.await;
+        self.pending.pop_front();
+        Some(result.unwrap_or_else(|error| Decoded {
             events: Vec::new(),
             failures: vec![InputFailure {
                 error_type: "internal",

@@ -74,26 +74,29 @@ pub async fn read_stream(
     let mut decoder = OrderedDecoder::new(context.id.clone(), DECODE_PARALLELISM);
     let mut buffer = vec![0u8; READ_BUFFER_BYTES];
     let mut frames = Vec::new();
-    let mut open = true;
-    while open {
-        let read = tokio::select! {
-            read = reader.read(&mut buffer) => read?,
-            _ = context.shutdown.cancelled() => break,
-        };
-        if read == 0 {
-            frames.extend(framer.finish());
-            decoder.submit(assemble(&mut assembler, &mut frames, true));
-            break;
+    let mut reading = true;
+    while reading || !decoder.is_empty() {
+        tokio::select! {
+            biased;
+            decoded = decoder.next(), if !decoder.is_empty() => {
+                if let Some(decoded) = decoded {
+                    if !send_decoded(&context, decoded).await {
+                        break;
+                    }
+                }
+            }
+            read = reader.read(&mut buffer), if reading && !decoder.is_full() => {
+                let read = read?;
+                reading = read > 0;
+                if read == 0 {
+                    frames.extend(framer.finish());
+                }
+                context.metrics.received_bytes.add(read as u64);
+                framer.push(&buffer[..read], &mut frames);
+                decoder.submit(assemble(&mut assembler, &mut frames, !reading));
+            }
+            _ = context.shutdown.cancelled(), if reading => reading = false,
         }
-        context.metrics.received_bytes.add(read as u64);
-        framer.push(&buffer[..read], &mut frames);
-        decoder.submit(assemble(&mut assembler, &mut frames, false));
-        if let Some(decoded) = decoder.next_if_full().await {
-            open = send_decoded(&context, decoded).await;
-        }
-    }
-    while let Some(decoded) = decoder.next().await {
-        send_decoded(&context, decoded).await;
     }
     Ok(())
 }

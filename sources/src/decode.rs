@@ -4,12 +4,93 @@
 //! becomes zero or more events (an `EventList` holds many) and zero or more
 //! [`InputFailure`]s, each naming what was wrong.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
+use tokio::task::JoinHandle;
+
 use auditflow_core::component::InputFailure;
-use auditflow_core::event::{decode_document, Event, EventError, Payload};
+use auditflow_core::event::{
+    decode_document, decode_document_owned, DecodedDocument, Event, EventError, Payload,
+};
 
 use crate::framing::Frame;
+
+/// The events and failures decoded from a group of frames.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    /// The audit events, in input order.
+    pub events: Vec<Event>,
+    /// What could not be decoded, in input order.
+    pub failures: Vec<InputFailure>,
+}
+
+/// Decodes groups of frames on blocking threads, several at once, handing the
+/// results back in submission order.
+///
+/// Decoding is most of a JSON source's work; with two groups in flight, a
+/// source reads and frames the next chunk while the previous ones decode on
+/// the other cores, and the output order stays the input order.
+pub struct OrderedDecoder {
+    source_id: Arc<str>,
+    parallelism: usize,
+    pending: VecDeque<JoinHandle<Decoded>>,
+}
+
+impl OrderedDecoder {
+    /// A decoder keeping at most `parallelism` groups in flight.
+    pub fn new(source_id: Arc<str>, parallelism: usize) -> OrderedDecoder {
+        OrderedDecoder {
+            source_id,
+            parallelism: parallelism.max(1),
+            pending: VecDeque::new(),
+        }
+    }
+
+    /// Starts decoding a group of frames.
+    pub fn submit(&mut self, frames: Vec<Frame>) {
+        let source_id = self.source_id.clone();
+        self.pending.push_back(tokio::task::spawn_blocking(move || {
+            let mut decoded = Decoded::default();
+            for frame in frames {
+                decode_frame(
+                    frame,
+                    &source_id,
+                    &mut decoded.events,
+                    &mut decoded.failures,
+                );
+            }
+            decoded
+        }));
+    }
+
+    /// Whether as many groups are in flight as allowed (submit no more before taking one).
+    pub fn is_full(&self) -> bool {
+        self.pending.len() >= self.parallelism
+    }
+
+    /// Whether no group is in flight.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// The oldest group's result, waiting for it; `None` when nothing is in flight.
+    ///
+    /// Cancel-safe: the group stays queued until its result has been returned.
+    pub async fn next(&mut self) -> Option<Decoded> {
+        let handle = self.pending.front_mut()?;
+        let result = handle.await;
+        self.pending.pop_front();
+        Some(result.unwrap_or_else(|error| Decoded {
+            events: Vec::new(),
+            failures: vec![InputFailure {
+                error_type: "internal",
+                message: format!("decoding failed unexpectedly: {error}"),
+                input: String::new(),
+            }],
+        }))
+    }
+}
 
 /// Decodes one frame, appending its events and failures.
 pub fn decode_frame(
@@ -54,7 +135,10 @@ pub fn decode_bytes(
     if text.trim().is_empty() {
         return;
     }
-    decode_text(&text, source_id, events, failures);
+    match decode_document_owned(text) {
+        Ok(items) => push_items(items, source_id, events, failures),
+        Err((error, text)) => failures.push(failure(&error, &text)),
+    }
 }
 
 /// Decodes one JSON document held in a string.
@@ -65,18 +149,26 @@ pub fn decode_text(
     failures: &mut Vec<InputFailure>,
 ) {
     match decode_document(text) {
-        Ok(items) => {
-            for item in items {
-                match item {
-                    Ok(event) => events.push(Event::new(
-                        Payload::Audit(Arc::new(event)),
-                        source_id.clone(),
-                    )),
-                    Err(error) => failures.push(failure(&error, text)),
-                }
-            }
-        }
+        Ok(items) => push_items(items, source_id, events, failures),
         Err(error) => failures.push(failure(&error, text)),
+    }
+}
+
+/// Appends the events of a decoded document; its bad items become failures with their own text.
+fn push_items(
+    items: DecodedDocument,
+    source_id: &Arc<str>,
+    events: &mut Vec<Event>,
+    failures: &mut Vec<InputFailure>,
+) {
+    for item in items {
+        match item {
+            Ok(event) => events.push(Event::new(
+                Payload::Audit(Arc::new(event)),
+                source_id.clone(),
+            )),
+            Err(item) => failures.push(failure(&item.error, &item.input)),
+        }
     }
 }
 
@@ -125,5 +217,18 @@ mod tests {
         assert_eq!(events.len(), 1);
         let kinds: Vec<&str> = failures.iter().map(|f| f.error_type).collect();
         assert_eq!(kinds, vec!["invalid_json", "invalid_utf8", "too_large"]);
+    }
+
+    #[test]
+    fn a_bad_list_item_is_reported_with_its_own_text() {
+        let id: Arc<str> = "in".into();
+        let good = r#"{"auditID":"a","stage":"ResponseComplete","verb":"get"}"#;
+        let list = format!(r#"{{"kind":"EventList","items":[{good},{{"auditID":"b"}}]}}"#);
+        let mut events = Vec::new();
+        let mut failures = Vec::new();
+        decode_bytes(list.into_bytes(), &id, &mut events, &mut failures);
+        assert_eq!(events.len(), 1);
+        assert_eq!(failures.len(), 1);
+        assert_eq!(failures[0].input, r#"{"auditID":"b"}"#);
     }
 }

@@ -11,20 +11,21 @@
 //! max_line_bytes = 4194304   # default 4 MiB; longer lines go to `in.errors`
 //! ```
 
-use std::sync::Arc;
-
 use auditflow_core::component::{ComponentTask, SourceConfig, SourceContext};
 use auditflow_core::config::{parse_options, OptionError};
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::decode::decode_frame;
+use crate::decode::{Decoded, OrderedDecoder};
 use crate::framing::{DocumentAssembler, Frame, LineFramer};
 
 /// The default longest line or document accepted.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 4 * 1024 * 1024;
 
 const READ_BUFFER_BYTES: usize = 256 * 1024;
+
+/// How many chunks are decoded at once (one per core of a typical sidecar).
+const DECODE_PARALLELISM: usize = 2;
 
 /// Options of the `stdin` source.
 #[derive(Debug, Clone, Deserialize)]
@@ -70,24 +71,31 @@ pub async fn read_stream(
 ) -> anyhow::Result<()> {
     let mut framer = LineFramer::new(max_line_bytes);
     let mut assembler = DocumentAssembler::new(max_line_bytes);
+    let mut decoder = OrderedDecoder::new(context.id.clone(), DECODE_PARALLELISM);
     let mut buffer = vec![0u8; READ_BUFFER_BYTES];
     let mut frames = Vec::new();
-    loop {
-        let read = tokio::select! {
-            read = reader.read(&mut buffer) => read?,
-            _ = context.shutdown.cancelled() => break,
-        };
-        if read == 0 {
-            frames.extend(framer.finish());
-            let documents = assemble(&mut assembler, &mut frames, true);
-            send_documents(&context, documents).await;
-            break;
-        }
-        context.metrics.received_bytes.add(read as u64);
-        framer.push(&buffer[..read], &mut frames);
-        let documents = assemble(&mut assembler, &mut frames, false);
-        if !send_documents(&context, documents).await {
-            break;
+    let mut reading = true;
+    while reading || !decoder.is_empty() {
+        tokio::select! {
+            biased;
+            decoded = decoder.next(), if !decoder.is_empty() => {
+                if let Some(decoded) = decoded {
+                    if !send_decoded(&context, decoded).await {
+                        break;
+                    }
+                }
+            }
+            read = reader.read(&mut buffer), if reading && !decoder.is_full() => {
+                let read = read?;
+                reading = read > 0;
+                if read == 0 {
+                    frames.extend(framer.finish());
+                }
+                context.metrics.received_bytes.add(read as u64);
+                framer.push(&buffer[..read], &mut frames);
+                decoder.submit(assemble(&mut assembler, &mut frames, !reading));
+            }
+            _ = context.shutdown.cancelled(), if reading => reading = false,
         }
     }
     Ok(())
@@ -104,13 +112,7 @@ fn assemble(assembler: &mut DocumentAssembler, frames: &mut Vec<Frame>, end: boo
     documents
 }
 
-async fn send_documents(context: &SourceContext, documents: Vec<Frame>) -> bool {
-    let id: Arc<str> = context.id.clone();
-    let mut events = Vec::with_capacity(documents.len());
-    let mut failures = Vec::new();
-    for document in documents {
-        decode_frame(document, &id, &mut events, &mut failures);
-    }
-    context.send_failures(failures, None).await;
-    events.is_empty() || context.send(events).await
+async fn send_decoded(context: &SourceContext, decoded: Decoded) -> bool {
+    context.send_failures(decoded.failures, None).await;
+    decoded.events.is_empty() || context.send(decoded.events).await
 }

@@ -267,7 +267,16 @@ struct WireDocument<'a> {
 }
 
 /// The result of decoding one JSON document: a single event, or the items of an `EventList`.
-pub type DecodedDocument = Vec<Result<AuditEvent, EventError>>;
+pub type DecodedDocument = Vec<Result<AuditEvent, ItemError>>;
+
+/// An item of an `EventList` that is not a valid audit event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemError {
+    /// What is wrong with it.
+    pub error: EventError,
+    /// The item's JSON text.
+    pub input: String,
+}
 
 /// Decodes one JSON document holding an audit `Event` or an `EventList`.
 ///
@@ -275,14 +284,62 @@ pub type DecodedDocument = Vec<Result<AuditEvent, EventError>>;
 /// object, not an audit event). For an `EventList`, each item is decoded on its
 /// own, so one bad item does not hide the others.
 pub fn decode_document(text: &str) -> Result<DecodedDocument, EventError> {
+    decode_wire(text, parse_wire(text)?)
+}
+
+/// Like [`decode_document`], but keeps an owned single event's text without copying it.
+///
+/// On error the text is handed back, for the `errors` record.
+pub fn decode_document_owned(text: String) -> Result<DecodedDocument, (EventError, String)> {
+    match locate(&text) {
+        Ok(Located::Decoded(items)) => Ok(items),
+        Ok(Located::Single(header, request_object, response_object)) => Ok(vec![Ok(AuditEvent {
+            text,
+            header: *header,
+            request_object,
+            response_object,
+        })]),
+        Err(error) => Err((error, text)),
+    }
+}
+
+/// What [`locate`] found: events decoded already, or one event whose text can be kept as it is.
+enum Located {
+    Decoded(DecodedDocument),
+    Single(Box<AuditHeader>, Option<Range<usize>>, Option<Range<usize>>),
+}
+
+fn locate(text: &str) -> Result<Located, EventError> {
     let wire = parse_wire(text)?;
+    let kind = kind_of(&wire)?;
+    if matches!(kind, DocumentKind::EventList)
+        || needs_compacting(text)
+        || text.trim().len() != text.len()
+    {
+        return decode_wire(text, wire).map(Located::Decoded);
+    }
+    let request = wire.request_object.map(|raw| span_of(text, raw.get()));
+    let response = wire.response_object.map(|raw| span_of(text, raw.get()));
+    Ok(Located::Single(
+        Box::new(header_from_wire(wire)?),
+        request,
+        response,
+    ))
+}
+
+fn decode_wire(text: &str, wire: WireDocument<'_>) -> Result<DecodedDocument, EventError> {
     match kind_of(&wire)? {
         DocumentKind::Event => Ok(vec![Ok(AuditEvent::from_wire(text, wire)?)]),
         DocumentKind::EventList => {
             let items = wire.items.unwrap_or_default();
             Ok(items
                 .into_iter()
-                .map(|item| AuditEvent::parse(item.get()))
+                .map(|item| {
+                    AuditEvent::parse(item.get()).map_err(|error| ItemError {
+                        error,
+                        input: item.get().to_string(),
+                    })
+                })
                 .collect())
         }
     }
@@ -367,14 +424,15 @@ impl AuditEvent {
             // Pretty-printed input: make it one line, then locate the bodies anew.
             return AuditEvent::parse(&compact_json(text));
         }
-        let header = header_from_wire(&wire)?;
         let lead = text.len() - text.trim_start().len();
         let locate = |raw: &RawValue| shift_back(span_of(text, raw.get()), lead);
+        let request_object = wire.request_object.map(locate);
+        let response_object = wire.response_object.map(locate);
         Ok(AuditEvent {
-            request_object: wire.request_object.map(locate),
-            response_object: wire.response_object.map(locate),
+            header: header_from_wire(wire)?,
+            request_object,
+            response_object,
             text: text.trim().to_string(),
-            header,
         })
     }
 
@@ -452,10 +510,11 @@ impl AuditEventEdit {
     }
 }
 
-fn header_from_wire(wire: &WireDocument<'_>) -> Result<AuditHeader, EventError> {
-    let audit_id = required(&wire.audit_id, "auditID")?;
-    let stage = Stage::parse(&required(&wire.stage, "stage")?);
-    let verb = required(&wire.verb, "verb")?;
+/// Moves the header fields out of the wire form (bodies must have been located first).
+fn header_from_wire(wire: WireDocument<'_>) -> Result<AuditHeader, EventError> {
+    let audit_id = required(wire.audit_id, "auditID")?;
+    let stage = Stage::parse(&required(wire.stage, "stage")?);
+    let verb = required(wire.verb, "verb")?;
     let level = match wire.level.as_deref() {
         None => None,
         Some(name) => Some(Level::parse(name).ok_or_else(|| {
@@ -465,34 +524,30 @@ fn header_from_wire(wire: &WireDocument<'_>) -> Result<AuditHeader, EventError> 
         })?),
     };
     Ok(AuditHeader {
-        api_version: wire.api_version.clone(),
+        api_version: wire.api_version,
         audit_id,
         stage,
         level,
-        request_uri: wire.request_uri.clone().unwrap_or_default(),
+        request_uri: wire.request_uri.unwrap_or_default(),
         verb,
-        user: wire.user.clone().unwrap_or_default(),
-        impersonated_user: wire.impersonated_user.clone(),
-        source_ips: wire.source_ips.clone().unwrap_or_default(),
-        user_agent: wire.user_agent.clone(),
-        object_ref: wire.object_ref.clone(),
-        response_status: wire.response_status.clone(),
-        request_received_timestamp: wire.request_received_timestamp.clone(),
-        stage_timestamp: wire.stage_timestamp.clone(),
+        user: wire.user.unwrap_or_default(),
+        impersonated_user: wire.impersonated_user,
+        source_ips: wire.source_ips.unwrap_or_default(),
+        user_agent: wire.user_agent,
+        object_ref: wire.object_ref,
+        response_status: wire.response_status,
+        request_received_timestamp: wire.request_received_timestamp,
+        stage_timestamp: wire.stage_timestamp,
         annotations: wire
             .annotations
-            .as_ref()
-            .map(|map| map.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .map(|map| map.into_iter().collect())
             .unwrap_or_default(),
     })
 }
 
-fn required(value: &Option<String>, field: &str) -> Result<String, EventError> {
-    value
-        .clone()
-        .ok_or_else(|| EventError::NotAudit(format!("the required field `{field}` is missing")))
+fn required(value: Option<String>, field: &str) -> Result<String, EventError> {
+    value.ok_or_else(|| EventError::NotAudit(format!("the required field `{field}` is missing")))
 }
-
 fn needs_compacting(text: &str) -> bool {
     memchr::memchr2(b'\n', b'\r', text.trim().as_bytes()).is_some()
 }

@@ -30,50 +30,42 @@ pub fn compact_json(text: &str) -> String {
 
 /// Whether a JSON text nests arrays and objects deeper than `limit`.
 ///
-/// One pass over the bytes, aware of strings and escapes; no allocation.
+/// Most texts hold fewer opening brackets than `limit` in all, which a
+/// vectorised count shows at once; only the others are scanned precisely,
+/// byte by byte, aware of strings and escapes. No allocation.
 pub fn max_depth_exceeds(bytes: &[u8], limit: usize) -> bool {
+    let openers = bytes.iter().filter(|&&b| b == b'{' || b == b'[').count();
+    openers > limit && precise_depth_exceeds(bytes, limit)
+}
+
+fn precise_depth_exceeds(bytes: &[u8], limit: usize) -> bool {
     let mut depth = 0usize;
-    let mut index = 0;
-    while let Some(found) = memchr::memchr3(b'"', b'{', b'[', &bytes[index..]) {
-        let at = index + found;
-        match bytes[at] {
-            b'"' => match skip_string(bytes, at + 1) {
-                Some(end) => {
-                    depth = depth.saturating_sub(closers(&bytes[index..at]));
-                    index = end;
-                    continue;
-                }
-                None => return false,
-            },
-            _ => {
-                depth = depth.saturating_sub(closers(&bytes[index..at])) + 1;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &byte in bytes {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if byte == b'\\' {
+                escaped = true;
+            } else if byte == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
                 if depth > limit {
                     return true;
                 }
             }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
         }
-        index = at + 1;
     }
     false
-}
-
-/// The number of closing brackets in a run of bytes that holds no string.
-fn closers(run: &[u8]) -> usize {
-    memchr::memchr2_iter(b'}', b']', run).count()
-}
-
-/// The index just past the closing quote of a string whose content starts at `start`.
-fn skip_string(bytes: &[u8], start: usize) -> Option<usize> {
-    let mut index = start;
-    loop {
-        let found = memchr::memchr2(b'"', b'\\', bytes.get(index..)?)?;
-        let at = index + found;
-        if bytes[at] == b'\\' {
-            index = at + 2;
-        } else {
-            return Some(at + 1);
-        }
-    }
 }
 
 /// Cuts a text to at most `max` bytes on a character boundary.
@@ -111,6 +103,8 @@ mod tests {
         ));
         assert!(!max_depth_exceeds(br#"[[]],[[]],[[]]"#, 2));
         assert!(max_depth_exceeds("[".repeat(10_000).as_bytes(), 128));
+        let wide = format!("[{}]", "[],".repeat(500) + "[]");
+        assert!(!max_depth_exceeds(wide.as_bytes(), 128));
     }
 
     #[test]

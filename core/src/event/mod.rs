@@ -22,8 +22,8 @@ use std::time::Instant;
 
 pub use alert::{Alert, Priority};
 pub use audit::{
-    decode_document, AuditEvent, AuditEventEdit, AuditHeader, DecodedDocument, Level,
-    ObjectReference, ResponseStatus, Stage, UserInfo,
+    decode_document, decode_document_owned, AuditEvent, AuditEventEdit, AuditHeader,
+    DecodedDocument, ItemError, Level, ObjectReference, ResponseStatus, Stage, UserInfo,
 };
 pub use json::{compact_json, truncate_utf8};
 

@@ -70,7 +70,9 @@ fn event_list_items_are_decoded_one_by_one() {
     let items = decode_document(&list).unwrap();
     assert_eq!(items.len(), 3);
     assert!(items[0].is_ok());
-    assert!(matches!(items[1], Err(EventError::NotAudit(_))));
+    assert!(
+        matches!(&items[1], Err(ItemError { error: EventError::NotAudit(_), input }) if input == r#"{"kind":"Event"}"#)
+    );
     assert_eq!(items[2].as_ref().unwrap().as_json(), CONFIGMAP);
 }
 

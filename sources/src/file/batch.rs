@@ -1,15 +1,18 @@
-//! Decoding the lines read into batches of events, beside the reading, in order.
+//! Turning the lines read into batches of events, decoded beside the reading, in order.
 //!
 //! Decoding JSON is most of the source's work, so it does not run on the
-//! reading task: each turn's lines go to a job on tokio's blocking pool, and
-//! the next turn is read while up to [`BatchQueue::ahead`] jobs decode. Jobs
-//! come out in the order they went in, so events leave in file order and the
-//! acknowledgement FIFO of each content gets its batches by increasing offset.
+//! reading task: each turn's lines go to the shared [`OrderedDecoder`] (tokio's
+//! blocking pool, results in submission order) and the next turn is read while
+//! they decode. Beside each job the queue keeps where its lines came from (an
+//! [`Origin`]), so that a decoded batch gets its acknowledgement handle and its
+//! `errors` records name the file; batches come out in the order they went in,
+//! so events leave in file order and the acknowledgement FIFO of each content
+//! gets its batches by increasing offset.
 //!
-//! A job carries the *generation* of its content when it was read: after a
+//! An origin carries the *generation* of its content when it was read: after a
 //! failed delivery the content is read again from its committed offset and its
-//! generation moves on, so the jobs read before the rewind are dropped unsent
-//! instead of being delivered twice.
+//! generation moves on, so the batches read before the rewind are dropped
+//! unsent instead of being delivered twice.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -17,10 +20,9 @@ use std::sync::Arc;
 use auditflow_core::ack::{BatchNotifier, BatchReceiver, Finalizer};
 use auditflow_core::component::InputFailure;
 use auditflow_core::event::Event;
-use tokio::task::JoinHandle;
 
 use super::fingerprint::Fingerprint;
-use crate::decode::decode_frame;
+use crate::decode::OrderedDecoder;
 use crate::framing::Frame;
 
 /// Where a batch came from: the content, its generation, and the offset after its last line.
@@ -49,25 +51,22 @@ pub struct Batch {
     pub receiver: BatchReceiver,
 }
 
-struct Job {
-    origin: Origin,
-    finalizer: Finalizer,
-    receiver: BatchReceiver,
-    task: JoinHandle<(Vec<Event>, Vec<InputFailure>)>,
-}
-
-/// Decoding jobs, oldest first.
+/// Lines being decoded, oldest first, with where they came from.
 pub struct BatchQueue {
+    decoder: OrderedDecoder,
+    origins: VecDeque<(Origin, String)>,
     ahead: usize,
-    jobs: VecDeque<Job>,
 }
 
 impl BatchQueue {
-    /// A queue decoding up to `ahead` batches at once.
-    pub fn new(ahead: usize) -> BatchQueue {
+    /// A queue decoding up to `ahead` batches at once for the source `source_id`.
+    pub fn new(source_id: Arc<str>, ahead: usize) -> BatchQueue {
+        let ahead = ahead.max(1);
         BatchQueue {
-            ahead: ahead.max(1),
-            jobs: VecDeque::new(),
+            // One more than `ahead`: a batch is queued before the oldest is taken out.
+            decoder: OrderedDecoder::new(source_id, ahead + 1),
+            origins: VecDeque::new(),
+            ahead,
         }
     }
 
@@ -76,79 +75,57 @@ impl BatchQueue {
         self.ahead
     }
 
-    /// Whether every job has been taken out.
+    /// How many batches are queued.
+    pub fn len(&self) -> usize {
+        self.origins.len()
+    }
+
+    /// Whether no batch is queued.
     pub fn is_empty(&self) -> bool {
-        self.jobs.is_empty()
+        self.origins.is_empty()
     }
 
-    /// Whether a job of this content is queued.
+    /// Whether a batch of this content is queued.
     pub fn holds(&self, fingerprint: Fingerprint) -> bool {
-        self.jobs
+        self.origins
             .iter()
-            .any(|job| job.origin.fingerprint == fingerprint)
+            .any(|(origin, _)| origin.fingerprint == fingerprint)
     }
 
-    /// Starts decoding the lines of one turn of `path`.
-    pub fn push(&mut self, origin: Origin, frames: Vec<Frame>, source_id: Arc<str>, path: String) {
+    /// Starts decoding the lines of one turn of the file at `path`.
+    pub fn push(&mut self, origin: Origin, frames: Vec<Frame>, path: String) {
+        self.decoder.submit(frames);
+        self.origins.push_back((origin, path));
+    }
+
+    /// The oldest batch, waiting for it to be decoded; `None` when nothing is queued.
+    pub async fn next(&mut self) -> Option<Batch> {
+        let decoded = self.decoder.next().await?;
+        let (origin, path) = self.origins.pop_front()?;
         let (finalizer, receiver) = BatchNotifier::new_batch();
-        let held = finalizer.clone();
-        let task =
-            tokio::task::spawn_blocking(move || decode_batch(frames, &source_id, &path, &held));
-        self.jobs.push_back(Job {
+        let events = decoded
+            .events
+            .into_iter()
+            .map(|event| event.with_finalizer(finalizer.clone()))
+            .collect();
+        let mut failures = decoded.failures;
+        for failure in &mut failures {
+            failure.message = format!("{path}: {}", failure.message);
+        }
+        Some(Batch {
             origin,
+            events,
+            failures,
             finalizer,
             receiver,
-            task,
-        });
-    }
-
-    /// The oldest batch once decoded, if more than `keep` jobs are queued.
-    ///
-    /// `Err(origin)` when decoding failed (a bug: the task panicked); the
-    /// caller must read that content again from its committed offset.
-    pub async fn next(&mut self, keep: usize) -> Option<Result<Batch, Origin>> {
-        if self.jobs.len() <= keep {
-            return None;
-        }
-        let job = self.jobs.pop_front()?;
-        Some(match job.task.await {
-            Ok((events, failures)) => Ok(Batch {
-                origin: job.origin,
-                events,
-                failures,
-                finalizer: job.finalizer,
-                receiver: job.receiver,
-            }),
-            Err(_) => Err(job.origin),
         })
     }
-}
-
-/// Decodes lines into events carrying `finalizer`, and failures naming the file.
-pub fn decode_batch(
-    frames: Vec<Frame>,
-    source_id: &Arc<str>,
-    path: &str,
-    finalizer: &Finalizer,
-) -> (Vec<Event>, Vec<InputFailure>) {
-    let mut events = Vec::with_capacity(frames.len());
-    let mut failures = Vec::new();
-    for frame in frames {
-        decode_frame(frame, source_id, &mut events, &mut failures);
-    }
-    for failure in &mut failures {
-        failure.message = format!("{path}: {}", failure.message);
-    }
-    let events = events
-        .into_iter()
-        .map(|event| event.with_finalizer(finalizer.clone()))
-        .collect();
-    (events, failures)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use auditflow_core::ack::BatchStatus;
 
     fn origin(end: u64) -> Origin {
         Origin {
@@ -166,41 +143,36 @@ mod tests {
 
     #[tokio::test]
     async fn batches_come_out_in_order_with_their_failures_named() {
-        let mut queue = BatchQueue::new(2);
-        let id: Arc<str> = "in".into();
-        queue.push(
-            origin(10),
-            vec![line("a"), line("b")],
-            id.clone(),
-            "/x.log".into(),
-        );
+        let mut queue = BatchQueue::new("in".into(), 2);
+        queue.push(origin(10), vec![line("a"), line("b")], "/x.log".into());
         queue.push(
             origin(20),
             vec![Frame::Complete(b"nope".to_vec()), line("c")],
-            id,
             "/x.log".into(),
         );
-        assert!(queue.next(2).await.is_none());
-        let first = queue.next(0).await.expect("a job").expect("decoded");
+        assert_eq!(queue.len(), 2);
+        assert!(queue.holds(Fingerprint(1)));
+        let first = queue.next().await.expect("a batch");
         assert_eq!(first.origin.end, 10);
         assert_eq!(first.events.len(), 2);
         assert!(first.events.iter().all(|e| e.meta.finalizer.is_some()));
-        let second = queue.next(0).await.expect("a job").expect("decoded");
+        let second = queue.next().await.expect("a batch");
         assert_eq!(second.origin.end, 20);
         assert_eq!(second.events.len(), 1);
         assert!(second.failures[0].message.starts_with("/x.log: "));
-        assert!(queue.is_empty());
+        assert!(queue.is_empty() && !queue.holds(Fingerprint(1)));
+        assert!(queue.next().await.is_none());
     }
 
     #[tokio::test]
     async fn a_batch_resolves_once_its_events_and_handle_are_dropped() {
-        let mut queue = BatchQueue::new(1);
-        queue.push(origin(10), vec![line("a")], "in".into(), "/x.log".into());
-        let batch = queue.next(0).await.expect("a job").expect("decoded");
+        let mut queue = BatchQueue::new("in".into(), 1);
+        queue.push(origin(10), vec![line("a")], "/x.log".into());
+        let batch = queue.next().await.expect("a batch");
         let mut receiver = batch.receiver;
         drop(batch.finalizer);
         assert_eq!(receiver.try_status(), None);
         drop(batch.events);
-        assert_eq!(receiver.await, auditflow_core::ack::BatchStatus::Delivered);
+        assert_eq!(receiver.await, BatchStatus::Delivered);
     }
 }

@@ -188,7 +188,7 @@ impl FileSource {
             reports: Reports::default(),
             metrics: FileMetrics::new(&context.metrics),
             buffer: vec![0; READ_BUFFER_BYTES],
-            batches: BatchQueue::new(decode_ahead()),
+            batches: BatchQueue::new(context.id.clone(), decode_ahead()),
             last_scan: None,
             last_save: Instant::now(),
             dirty: false,
@@ -392,25 +392,16 @@ impl FileSource {
             end: file.line_end(),
         };
         let path = file.path.display().to_string();
-        self.batches.push(origin, frames, self.id.clone(), path);
+        self.batches.push(origin, frames, path);
     }
 
     /// Sends the decoded batches while more than `keep` are queued.
     ///
     /// Returns `false` when nothing downstream takes events any more.
     async fn send_ready(&mut self, context: &SourceContext, keep: usize) -> bool {
-        while let Some(next) = self.batches.next(keep).await {
-            let batch = match next {
-                Ok(batch) => batch,
-                Err(origin) => {
-                    self.metrics.error("decode_failed");
-                    tracing::error!(component_id = %self.id, "decoding a batch failed (a bug: please report it); its lines are read again");
-                    if let Some(content) = self.contents.get_mut(&origin.fingerprint) {
-                        content.progress.rewind();
-                    }
-                    self.rewind(origin.fingerprint, false);
-                    continue;
-                }
+        while self.batches.len() > keep {
+            let Some(batch) = self.batches.next().await else {
+                break;
             };
             if !self.send(context, batch).await {
                 return false;

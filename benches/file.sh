@@ -80,12 +80,26 @@ TOML
 AUDITFLOW_LOG=warn "$bin" run --config "$work/lag.toml" &
 pids+=($!)
 pipeline=$!
+for _ in $(seq 1 100); do
+  curl -sf "http://127.0.0.1:$port/health" >/dev/null && break
+  sleep 0.1
+done
+if ! curl -sf "http://127.0.0.1:$port/health" >/dev/null; then
+  echo "the pipeline's API on port $port did not answer; run the bench again" >&2
+  exit 1
+fi
 "$bin" generate --count $(( rate * seconds )) --rate "$rate" --seed 7 >> "$work/logs/audit.log" &
 pids+=($!)
 writer=$!
 lag_of() {
-  curl -s "http://127.0.0.1:$port/metrics" \
-    | awk '/^auditflow_file_lag_bytes\{/ && /audit.log"/ { print $NF; found=1 } END { if (!found) print 0 }'
+  local metrics
+  if ! metrics=$(curl -sf "http://127.0.0.1:$port/metrics"); then
+    echo "cannot read /metrics on port $port" >&2
+    exit 1
+  fi
+  # No series yet means audit.log is not open yet: nothing is read, the lag is the file.
+  awk -v size="$(stat -c %s "$work/logs/audit.log" 2>/dev/null || echo 0)" \
+    '/^auditflow_file_lag_bytes\{/ && /audit.log"/ { print $NF; found=1 } END { if (!found) print size }' <<<"$metrics"
 }
 samples=()
 for _ in $(seq 1 "$seconds"); do

@@ -64,10 +64,15 @@ path = "${OUT}/audit-${SUFFIX:-x}.ndjson"
 
 #[test]
 fn toml_syntax_errors_name_the_line() {
-    let invalid = load_str("[sources.in\ntype = 1", &catalog(), &env).err().unwrap();
+    let invalid = load_str("[sources.in\ntype = 1", &catalog(), &env)
+        .err()
+        .unwrap();
     assert_eq!(invalid.errors.len(), 1);
     let message = invalid.errors[0].to_string();
-    assert!(message.contains("not valid TOML") && message.contains("line 1"), "{message}");
+    assert!(
+        message.contains("not valid TOML") && message.contains("line 1"),
+        "{message}"
+    );
 }
 
 #[test]

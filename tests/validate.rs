@@ -34,7 +34,7 @@ inputs = ["in"]
     let (ok, stdout, _) = validate(&config);
     assert!(ok);
     assert!(
-        stdout.contains("valid (1 sources, 0 transforms, 1 sinks)"),
+        stdout.contains("valid (1 source, 0 transforms, 1 sink)"),
         "{stdout}"
     );
 }

@@ -130,12 +130,15 @@ pub struct PipelineConfig {
 impl PipelineConfig {
     /// A one-line summary: how many components of each kind.
     pub fn summary(&self) -> String {
-        let count = |kind| self.components.iter().filter(|c| c.kind == kind).count();
+        let count = |kind: ComponentKind, one: &str, many: &str| {
+            let n = self.components.iter().filter(|c| c.kind == kind).count();
+            format!("{n} {}", if n == 1 { one } else { many })
+        };
         format!(
-            "{} sources, {} transforms, {} sinks",
-            count(ComponentKind::Source),
-            count(ComponentKind::Transform),
-            count(ComponentKind::Sink)
+            "{}, {}, {}",
+            count(ComponentKind::Source, "source", "sources"),
+            count(ComponentKind::Transform, "transform", "transforms"),
+            count(ComponentKind::Sink, "sink", "sinks")
         )
     }
 }

@@ -58,7 +58,7 @@ path = "${OUT}/audit-${SUFFIX:-x}.ndjson"
     let config = load_str(text, &catalog(), &env).unwrap();
     assert_eq!(config.data_dir, PathBuf::from("./data"));
     assert!(config.api.is_none());
-    assert_eq!(config.summary(), "1 sources, 0 transforms, 1 sinks");
+    assert_eq!(config.summary(), "1 source, 0 transforms, 1 sink");
     assert_eq!(config.components[1].key(), "sinks.out");
 }
 

@@ -8,6 +8,10 @@ use auditflow_core::event::{AuditEvent, Event, Payload};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::sync::Arc;
 
+/// The allocator of the `auditflow` binary, so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const EVENTS: usize = 10_000;
 
 fn codec(c: &mut Criterion) {

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! Shared inputs of auditflow's benchmarks.
 
 use auditflow_core::generate::{Generator, GeneratorOptions};

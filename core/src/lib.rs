@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! auditflow-core: what every auditflow component stands on.
 //!
 //! - [`event`]: the audit event model (typed header, raw bodies, lossless text),

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! auditflow-sinks: where events leave a pipeline.
 //!
 //! One module per sink `type`; [`register`] adds them all to a catalog.

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! auditflow-sources: where audit events enter a pipeline.
 //!
 //! One module per source `type`; [`register`] adds them all to a catalog.

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! auditflow-transforms: what happens to events between sources and sinks.
 //!
 //! One module per transform `type`; [`register`] adds them all to a catalog.

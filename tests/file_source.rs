@@ -1039,3 +1039,20 @@ fn a_backup_rotated_and_compressed_while_stopped_is_read_from_where_it_was_left(
         "{stderr}"
     );
 }
+
+#[test]
+fn an_include_that_matches_nothing_is_reported_once() {
+    let workspace = Workspace::new();
+    let config = pipeline(
+        &workspace,
+        &format!(
+            "include = [\"{}/nowhere/*.log\"]",
+            workspace.dir.path().display()
+        ),
+        None,
+    );
+    let output = run_once(&config);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.matches("matches no file yet").count(), 1, "{stderr}");
+    assert!(stderr.contains("nowhere/*.log"), "{stderr}");
+}

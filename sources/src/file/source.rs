@@ -158,6 +158,8 @@ pub(super) struct FileSource {
     last_scan: Option<Instant>,
     last_save: Instant,
     dirty: bool,
+    /// Whether the last scan that matched nothing was already reported.
+    reported_no_match: bool,
 }
 
 impl FileSource {
@@ -192,6 +194,7 @@ impl FileSource {
             last_scan: None,
             last_save: Instant::now(),
             dirty: false,
+            reported_no_match: false,
             config,
         })
     }

@@ -59,6 +59,7 @@ impl FileSource {
     pub(super) fn scan(&mut self) {
         let scan = self.discovery.scan();
         self.report_scan_errors(&scan.errors);
+        self.report_no_match(scan.paths.is_empty());
         self.check_open_files();
         let mut seen = HashSet::new();
         let matched: HashSet<String> = scan.paths.iter().map(|path| open_key(path)).collect();
@@ -76,6 +77,21 @@ impl FileSource {
             self.save();
         }
         self.last_scan = Some(Instant::now());
+    }
+
+    /// Warns once when `include` matches no file (until it matches one again).
+    fn report_no_match(&mut self, nothing_matched: bool) {
+        if nothing_matched && !self.reported_no_match && self.files.is_empty() {
+            let cwd = std::env::current_dir()
+                .map(|dir| dir.display().to_string())
+                .unwrap_or_else(|_| "?".to_string());
+            tracing::warn!(
+                component_id = %self.id,
+                "include {:?} matches no file yet; relative patterns are resolved from the working directory {cwd}",
+                self.config.include
+            );
+        }
+        self.reported_no_match = nothing_matched;
     }
 
     fn report_scan_errors(&mut self, errors: &[ScanError]) {

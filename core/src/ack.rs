@@ -96,9 +96,7 @@ pub struct BatchReceiver(oneshot::Receiver<BatchStatus>);
 impl BatchReceiver {
     /// Waits for the batch's outcome.
     pub async fn wait(self) -> BatchStatus {
-        // The notifier always sends before it is dropped; a closed channel cannot
-        // happen, but if it did, not claiming delivery is the safe answer.
-        self.0.await.unwrap_or(BatchStatus::Errored)
+        self.await
     }
 
     /// The outcome if the batch is already finished, without waiting.
@@ -114,6 +112,8 @@ impl std::future::Future for BatchReceiver {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<BatchStatus> {
+        // The notifier always sends before it is dropped; a closed channel cannot
+        // happen, but if it did, not claiming delivery is the safe answer.
         std::pin::Pin::new(&mut self.0)
             .poll(cx)
             .map(|result| result.unwrap_or(BatchStatus::Errored))

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::ack::{finalize_events, BatchStatus, Finalizer};
 use crate::config::OptionError;
 use crate::event::{error_record, Event, Payload};
-use crate::metrics::{ComponentKind, ComponentMetrics};
+use crate::metrics::{ComponentKind, ComponentMetrics, Counter, Summary};
 use crate::topology::{InputReceiver, OutputPort};
 
 /// A running source or sink: resolves when the component has stopped.
@@ -200,21 +200,6 @@ impl TransformOutput {
         event.meta.finalizer = input.meta.finalizer.clone();
         self.errors.push(event);
     }
-
-    /// The events held so far for the default output (tests and benches read it).
-    pub fn default_events(&self) -> &[Event] {
-        &self.default
-    }
-
-    /// The events held so far for a named output.
-    pub fn named_events(&self, index: usize) -> &[Event] {
-        self.named.get(index).map(Vec::as_slice).unwrap_or(&[])
-    }
-
-    /// The `errors` records held so far.
-    pub fn error_events(&self) -> &[Event] {
-        &self.errors
-    }
 }
 
 /// What a source is given when it starts.
@@ -290,15 +275,34 @@ pub struct SinkContext {
     pub metrics: ComponentMetrics,
     /// The batches to deliver; ends when every upstream has stopped.
     pub input: InputReceiver,
+    delivered_events: Counter,
+    latency: Summary,
 }
 
 impl SinkContext {
+    /// The context of a sink, with the series its deliveries update looked up once.
+    pub(crate) fn new(
+        id: Arc<str>,
+        data_dir: PathBuf,
+        metrics: ComponentMetrics,
+        input: InputReceiver,
+    ) -> SinkContext {
+        SinkContext {
+            delivered_events: metrics.sent_events(None),
+            latency: metrics.latency(),
+            id,
+            data_dir,
+            metrics,
+            input,
+        }
+    }
+
     /// Records a successful delivery of `bytes` bytes and acknowledges the events.
     pub fn delivered(&self, events: Vec<Event>, bytes: usize) {
-        self.metrics.sent_events(None).add(events.len() as u64);
+        self.delivered_events.add(events.len() as u64);
         self.metrics.sent_bytes.add(bytes as u64);
         let now = std::time::Instant::now();
-        self.metrics.latency().record_all(
+        self.latency.record_all(
             events
                 .iter()
                 .map(|e| now.duration_since(e.meta.received_at)),

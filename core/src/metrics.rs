@@ -360,11 +360,6 @@ impl ComponentMetrics {
         }
     }
 
-    /// The component's id.
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
     /// The registry, for components that report metrics of their own.
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry

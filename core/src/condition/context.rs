@@ -46,7 +46,7 @@ impl<'e> EvalContext<'e> {
             Payload::Record(record) => Some(JsonRef::Object(record)),
             Payload::Audit(audit) => self
                 .json
-                .get_or_init(|| serde_json::from_str(audit.as_json()).ok())
+                .get_or_init(|| audit.to_value().ok())
                 .as_ref()
                 .map(JsonRef::Value),
             Payload::Alert(alert) => self

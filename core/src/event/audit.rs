@@ -293,12 +293,7 @@ pub fn decode_document(text: &str) -> Result<DecodedDocument, EventError> {
 pub fn decode_document_owned(text: String) -> Result<DecodedDocument, (EventError, String)> {
     match locate(&text) {
         Ok(Located::Decoded(items)) => Ok(items),
-        Ok(Located::Single(header, request_object, response_object)) => Ok(vec![Ok(AuditEvent {
-            text,
-            header: *header,
-            request_object,
-            response_object,
-        })]),
+        Ok(Located::Single(parts)) => Ok(vec![Ok(parts.into_event(text))]),
         Err(error) => Err((error, text)),
     }
 }
@@ -306,7 +301,40 @@ pub fn decode_document_owned(text: String) -> Result<DecodedDocument, (EventErro
 /// What [`locate`] found: events decoded already, or one event whose text can be kept as it is.
 enum Located {
     Decoded(DecodedDocument),
-    Single(Box<AuditHeader>, Option<Range<usize>>, Option<Range<usize>>),
+    Single(Box<Parts>),
+}
+
+/// What an event's text is parsed into: its header and where its bodies are.
+struct Parts {
+    header: AuditHeader,
+    request_object: Option<Range<usize>>,
+    response_object: Option<Range<usize>>,
+}
+
+impl Parts {
+    /// Moves the header out of the wire form and locates the bodies, relative
+    /// to the text with its leading whitespace trimmed.
+    fn of(text: &str, wire: WireDocument<'_>) -> Result<Parts, EventError> {
+        let lead = text.len() - text.trim_start().len();
+        let locate = |raw: &RawValue| shift_back(span_of(text, raw.get()), lead);
+        let request_object = wire.request_object.map(locate);
+        let response_object = wire.response_object.map(locate);
+        Ok(Parts {
+            header: header_from_wire(wire)?,
+            request_object,
+            response_object,
+        })
+    }
+
+    /// The event, given its (trimmed) text.
+    fn into_event(self, text: String) -> AuditEvent {
+        AuditEvent {
+            text,
+            header: self.header,
+            request_object: self.request_object,
+            response_object: self.response_object,
+        }
+    }
 }
 
 fn locate(text: &str) -> Result<Located, EventError> {
@@ -318,13 +346,7 @@ fn locate(text: &str) -> Result<Located, EventError> {
     {
         return decode_wire(text, wire).map(Located::Decoded);
     }
-    let request = wire.request_object.map(|raw| span_of(text, raw.get()));
-    let response = wire.response_object.map(|raw| span_of(text, raw.get()));
-    Ok(Located::Single(
-        Box::new(header_from_wire(wire)?),
-        request,
-        response,
-    ))
+    Ok(Located::Single(Box::new(Parts::of(text, wire)?)))
 }
 
 fn decode_wire(text: &str, wire: WireDocument<'_>) -> Result<DecodedDocument, EventError> {
@@ -424,16 +446,7 @@ impl AuditEvent {
             // Pretty-printed input: make it one line, then locate the bodies anew.
             return AuditEvent::parse(&compact_json(text));
         }
-        let lead = text.len() - text.trim_start().len();
-        let locate = |raw: &RawValue| shift_back(span_of(text, raw.get()), lead);
-        let request_object = wire.request_object.map(locate);
-        let response_object = wire.response_object.map(locate);
-        Ok(AuditEvent {
-            header: header_from_wire(wire)?,
-            request_object,
-            response_object,
-            text: text.trim().to_string(),
-        })
+        Ok(Parts::of(text, wire)?.into_event(text.trim().to_string()))
     }
 
     /// The typed header.

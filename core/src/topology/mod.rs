@@ -75,16 +75,6 @@ impl OutputPort {
         }
     }
 
-    /// An output nobody reads (for tests and tools that run a component alone).
-    pub fn detached(name: &str, metrics: &ComponentMetrics) -> OutputPort {
-        OutputPort::new(name.to_string(), Vec::new(), metrics, None)
-    }
-
-    /// Whether any component reads this output.
-    pub fn is_connected(&self) -> bool {
-        !self.edges.is_empty()
-    }
-
     /// Sends a batch to every reader, waiting while a reader is full.
     ///
     /// Returns `false` when no reader can take events any more (they have all stopped).
@@ -408,12 +398,7 @@ fn start_component(
         }
         ComponentConfig::Sink(sink) => {
             let input = wiring.input(&entry.id)?;
-            let sink_context = SinkContext {
-                id,
-                data_dir,
-                metrics,
-                input,
-            };
+            let sink_context = SinkContext::new(id, data_dir, metrics, input);
             sink.build(sink_context).with_context(|| context("sink"))
         }
     }

@@ -10,9 +10,7 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 
 use auditflow_core::component::InputFailure;
-use auditflow_core::event::{
-    decode_document, decode_document_owned, DecodedDocument, Event, EventError, Payload,
-};
+use auditflow_core::event::{decode_document_owned, DecodedDocument, Event, EventError, Payload};
 
 use crate::framing::Frame;
 
@@ -23,6 +21,12 @@ pub struct Decoded {
     pub events: Vec<Event>,
     /// What could not be decoded, in input order.
     pub failures: Vec<InputFailure>,
+}
+
+/// How many groups of frames a source decodes at once: one per core, at least two
+/// (so that reading the next chunk overlaps decoding the last one).
+pub fn decode_parallelism() -> usize {
+    std::thread::available_parallelism().map_or(2, |cores| cores.get().max(2))
 }
 
 /// Decodes groups of frames on blocking threads, several at once, handing the
@@ -138,19 +142,6 @@ pub fn decode_bytes(
     match decode_document_owned(text) {
         Ok(items) => push_items(items, source_id, events, failures),
         Err((error, text)) => failures.push(failure(&error, &text)),
-    }
-}
-
-/// Decodes one JSON document held in a string.
-pub fn decode_text(
-    text: &str,
-    source_id: &Arc<str>,
-    events: &mut Vec<Event>,
-    failures: &mut Vec<InputFailure>,
-) {
-    match decode_document(text) {
-        Ok(items) => push_items(items, source_id, events, failures),
-        Err(error) => failures.push(failure(&error, text)),
     }
 }
 

@@ -16,16 +16,13 @@ use auditflow_core::config::{parse_options, OptionError};
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::decode::{Decoded, OrderedDecoder};
+use crate::decode::{decode_parallelism, Decoded, OrderedDecoder};
 use crate::framing::{DocumentAssembler, Frame, LineFramer};
 
 /// The default longest line or document accepted.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 4 * 1024 * 1024;
 
 const READ_BUFFER_BYTES: usize = 256 * 1024;
-
-/// How many chunks are decoded at once (one per core of a typical sidecar).
-const DECODE_PARALLELISM: usize = 2;
 
 /// Options of the `stdin` source.
 #[derive(Debug, Clone, Deserialize)]
@@ -71,7 +68,7 @@ pub async fn read_stream(
 ) -> anyhow::Result<()> {
     let mut framer = LineFramer::new(max_line_bytes);
     let mut assembler = DocumentAssembler::new(max_line_bytes);
-    let mut decoder = OrderedDecoder::new(context.id.clone(), DECODE_PARALLELISM);
+    let mut decoder = OrderedDecoder::new(context.id.clone(), decode_parallelism());
     let mut buffer = vec![0u8; READ_BUFFER_BYTES];
     let mut frames = Vec::new();
     let mut reading = true;

@@ -32,6 +32,7 @@ use super::metrics::{FileGauges, FileMetrics};
 use super::progress::Progress;
 use super::reader::{TailedFile, TurnLimit};
 use super::{FileConfig, ReadFrom};
+use crate::decode::decode_parallelism;
 use crate::framing::Frame;
 
 /// How much is read from one file per turn (about 1000 events of 1 KB).
@@ -45,11 +46,6 @@ const READ_BUFFER_BYTES: usize = 256 * 1024;
 
 /// How long reading a content waits after a batch of it was not delivered.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
-
-/// How many batches decode on the blocking pool while the next one is read.
-fn decode_ahead() -> usize {
-    std::thread::available_parallelism().map_or(2, |cores| cores.get().max(2))
-}
 
 /// How long the checkpoint of a content no file holds any more is kept, at least.
 const MIN_RETENTION: Duration = Duration::from_secs(24 * 3600);
@@ -190,7 +186,7 @@ impl FileSource {
             reports: Reports::default(),
             metrics: FileMetrics::new(&context.metrics),
             buffer: vec![0; READ_BUFFER_BYTES],
-            batches: BatchQueue::new(context.id.clone(), decode_ahead()),
+            batches: BatchQueue::new(context.id.clone(), decode_parallelism()),
             last_scan: None,
             last_save: Instant::now(),
             dirty: false,

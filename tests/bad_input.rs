@@ -14,24 +14,18 @@ fn good(n: usize) -> String {
 #[test]
 fn every_bad_input_is_an_errors_record_and_the_rest_flows() {
     let workspace = Workspace::new();
-    let port = free_port();
-    let config = workspace.config(&format!(
+    let (config, port) = workspace.stdin_pipeline_with_api(
         r#"
-data_dir = "{{dir}}/data"
-[api]
-address = "127.0.0.1:{port}"
-[sources.in]
-type = "stdin"
 [sinks.out]
 type = "file"
 inputs = ["in"]
-path = "{{dir}}/out.ndjson"
+path = "{dir}/out.ndjson"
 [sinks.dead_letter]
 type = "file"
 inputs = ["in.errors"]
-path = "{{dir}}/errors.ndjson"
-"#
-    ));
+path = "{dir}/errors.ndjson"
+"#,
+    );
     let deep = format!(
         r#"{{"auditID":"deep","stage":"ResponseComplete","verb":"get","requestObject":{}1{}}}"#,
         "[".repeat(10_000),

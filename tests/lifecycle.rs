@@ -11,20 +11,14 @@ use common::*;
 #[test]
 fn a_slow_sink_holds_up_the_source_and_memory_stays_bounded() {
     let workspace = Workspace::new();
-    let port = free_port();
-    let config = workspace.config(&format!(
+    let (config, port) = workspace.stdin_pipeline_with_api(
         r#"
-data_dir = "{{dir}}/data"
-[api]
-address = "127.0.0.1:{port}"
-[sources.in]
-type = "stdin"
 [sinks.slow]
 type = "blackhole"
 inputs = ["in"]
 rate = 5000
-"#
-    ));
+"#,
+    );
     let events = generate(&["--count", "20000", "--seed", "11"]);
     let average = events.len() as f64 / 20_000.0;
     let mut child = workspace.start(&config);
@@ -120,23 +114,17 @@ path = "{dir}/out.ndjson"
 #[test]
 fn metrics_count_what_flowed_and_health_answers() {
     let workspace = Workspace::new();
-    let port = free_port();
-    let config = workspace.config(&format!(
+    let (config, port) = workspace.stdin_pipeline_with_api(
         r#"
-data_dir = "{{dir}}/data"
-[api]
-address = "127.0.0.1:{port}"
-[sources.in]
-type = "stdin"
 [sinks.out]
 type = "file"
 inputs = ["in"]
-path = "{{dir}}/out.ndjson"
+path = "{dir}/out.ndjson"
 [sinks.void]
 type = "blackhole"
 inputs = ["in"]
-"#
-    ));
+"#,
+    );
     let mut events = generate(&["--count", "1000", "--seed", "9"]);
     events.extend_from_slice(b"garbage\n");
     let mut child = workspace.start(&config);

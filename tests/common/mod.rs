@@ -43,6 +43,16 @@ impl Workspace {
         path
     }
 
+    /// Writes a pipeline of a `stdin` source `in` feeding `sinks` (TOML, `{dir}`
+    /// expanded), with its data in the workspace and its API on a free port.
+    pub fn stdin_pipeline_with_api(&self, sinks: &str) -> (PathBuf, u16) {
+        let port = free_port();
+        let config = self.config(&format!(
+            "data_dir = \"{{dir}}/data\"\n[api]\naddress = \"127.0.0.1:{port}\"\n[sources.in]\ntype = \"stdin\"\n{sinks}"
+        ));
+        (config, port)
+    }
+
     /// Runs `auditflow run --once` with `input` on stdin; returns its output.
     pub fn run_once(&self, config: &Path, input: &[u8]) -> Output {
         let mut child = Command::new(binary())

@@ -281,7 +281,10 @@ pub struct SinkContext {
 
 impl SinkContext {
     /// The context of a sink, with the series its deliveries update looked up once.
-    pub(crate) fn new(
+    ///
+    /// The topology builds it for every sink; tests and benches use it to drive a
+    /// sink directly (with [`InputReceiver::channel`]).
+    pub fn new(
         id: Arc<str>,
         data_dir: PathBuf,
         metrics: ComponentMetrics,

@@ -2,18 +2,25 @@
 //! auditflow-sinks: where events leave a pipeline.
 //!
 //! One module per sink `type`; [`register`] adds them all to a catalog.
-//! [`encoding`] is the line encoding shared by the sinks that write lines.
+//! [`encoding`] is the line encoding shared by the sinks that write lines;
+//! [`http_client`] the batching, retries and acknowledgements shared by the
+//! sinks that send HTTP requests.
 
+pub mod alertmanager;
 pub mod blackhole;
 pub mod console;
 pub mod encoding;
 pub mod file;
+pub mod http;
+pub mod http_client;
 
 use auditflow_core::component::{Catalog, ComponentSpec};
 
 /// Registers every sink type.
 pub fn register(catalog: &mut Catalog) {
+    catalog.register("alertmanager", ComponentSpec::Sink(alertmanager::parse));
     catalog.register("blackhole", ComponentSpec::Sink(blackhole::parse));
     catalog.register("console", ComponentSpec::Sink(console::parse));
     catalog.register("file", ComponentSpec::Sink(file::parse));
+    catalog.register("http", ComponentSpec::Sink(http::parse));
 }

@@ -22,6 +22,7 @@
 //! (see [`ConfigError`]): unknown component types, unknown, missing and
 //! mistyped options, and the graph ([`graph`]).
 
+pub mod duration;
 mod env;
 pub mod graph;
 mod options;

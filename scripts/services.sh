@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Starts, stops and reports the real servers auditflow's tests talk to.
+#
+#   scripts/services.sh start NAME    install if missing, start, wait until ready (idempotent)
+#   scripts/services.sh stop NAME     stop it (by the PID this script recorded)
+#   scripts/services.sh status NAME   say whether it runs and answers
+#
+# Servers: alertmanager (127.0.0.1:9093).
+# Each server runs from target/services/NAME/: its data, its log (NAME.log) and its
+# PID file (NAME.pid). To add a server, write NAME_install, NAME_launch (starts it in
+# the background and prints nothing), NAME_ready (succeeds when it answers) and
+# NAME_url, and list it in SERVICES.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SERVICES="alertmanager"
+RUN_ROOT="${AUDITFLOW_SERVICES_DIR:-$PWD/target/services}"
+READY_TIMEOUT_SECONDS=60
+
+die() { echo "services.sh: $*" >&2; exit 1; }
+
+apt_install() {
+  # Install packages; refresh the package lists only when the first attempt fails.
+  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y "$@" >/dev/null; then
+    apt-get update >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "$@" >/dev/null
+  fi
+}
+
+# --- alertmanager -------------------------------------------------------------------
+ALERTMANAGER_ADDRESS="127.0.0.1:9093"
+
+alertmanager_install() {
+  command -v prometheus-alertmanager >/dev/null 2>&1 && return 0
+  echo "services.sh: installing prometheus-alertmanager (apt)" >&2
+  apt_install prometheus-alertmanager
+  # The Debian package may start its own service (where systemd runs); ours is separate.
+}
+
+alertmanager_url() { echo "http://$ALERTMANAGER_ADDRESS"; }
+
+alertmanager_launch() {
+  local dir="$1"
+  mkdir -p "$dir/data"
+  nohup prometheus-alertmanager \
+    --config.file="$PWD/scripts/services/alertmanager.yml" \
+    --web.listen-address="$ALERTMANAGER_ADDRESS" \
+    --cluster.listen-address= \
+    --storage.path="$dir/data" \
+    >>"$dir/alertmanager.log" 2>&1 </dev/null &
+  echo $! >"$dir/alertmanager.pid"
+}
+
+alertmanager_ready() { curl -fsS -o /dev/null "$(alertmanager_url)/-/ready"; }
+
+# --- generic ------------------------------------------------------------------------
+known() { [[ " $SERVICES " == *" $1 "* ]] || die "unknown server '$1' (known: $SERVICES)"; }
+
+pid_of() {
+  local pidfile="$RUN_ROOT/$1/$1.pid"
+  [[ -s "$pidfile" ]] || return 1
+  local pid
+  pid="$(cat "$pidfile")"
+  kill -0 "$pid" 2>/dev/null || return 1
+  echo "$pid"
+}
+
+start() {
+  local name="$1" dir="$RUN_ROOT/$1"
+  command -v curl >/dev/null 2>&1 || apt_install curl
+  "${name}_install"
+  mkdir -p "$dir"
+  if pid="$(pid_of "$name")"; then
+    echo "services.sh: $name already runs (pid $pid) at $("${name}_url")" >&2
+  elif "${name}_ready" 2>/dev/null; then
+    die "something else already answers at $("${name}_url"); stop it first (not started by this script, so it is left alone)"
+  else
+    echo "services.sh: starting $name (log: $dir/$name.log)" >&2
+    "${name}_launch" "$dir"
+  fi
+  local waited=0
+  until "${name}_ready" 2>/dev/null; do
+    pid_of "$name" >/dev/null || { tail -n 20 "$dir/$name.log" >&2; die "$name exited during start-up; see $dir/$name.log"; }
+    (( waited++ < READY_TIMEOUT_SECONDS * 5 )) || { tail -n 20 "$dir/$name.log" >&2; die "$name not ready after ${READY_TIMEOUT_SECONDS}s; see $dir/$name.log"; }
+    sleep 0.2
+  done
+  echo "services.sh: $name ready at $("${name}_url")" >&2
+}
+
+stop() {
+  local name="$1" dir="$RUN_ROOT/$1" pid
+  if ! pid="$(pid_of "$name")"; then
+    rm -f "$dir/$name.pid"
+    echo "services.sh: $name is not running" >&2
+    return 0
+  fi
+  kill -TERM "$pid"
+  for _ in $(seq 1 50); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.2
+  done
+  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+  rm -f "$dir/$name.pid"
+  echo "services.sh: $name stopped (pid $pid)" >&2
+}
+
+status() {
+  local name="$1" pid
+  if pid="$(pid_of "$name")" && "${name}_ready" 2>/dev/null; then
+    echo "$name: running (pid $pid), ready at $("${name}_url")"
+  elif pid="$(pid_of "$name")"; then
+    echo "$name: running (pid $pid), not ready"; return 1
+  else
+    echo "$name: stopped"; return 1
+  fi
+}
+
+[[ $# -eq 2 ]] || die "usage: scripts/services.sh start|stop|status NAME (known: $SERVICES)"
+known "$2"
+case "$1" in
+  start) start "$2" ;;
+  stop) stop "$2" ;;
+  status) status "$2" ;;
+  *) die "unknown command '$1': use start, stop or status" ;;
+esac

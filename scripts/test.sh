@@ -22,5 +22,20 @@ cargo fmt --all -- --check
 log "lint (cargo clippy --all-targets -- -D warnings)"
 cargo clippy --all-targets --locked -- -D warnings
 
+log "servers (scripts/services.sh)"
+# Start the real servers the integration tests talk to; stop at exit what this run started.
+started_servers=()
+stop_started_servers() {
+  for server in "${started_servers[@]}"; do scripts/services.sh stop "$server" || true; done
+}
+trap stop_started_servers EXIT
+for server in alertmanager; do
+  if ! scripts/services.sh status "$server" >/dev/null 2>&1; then
+    scripts/services.sh start "$server"
+    started_servers+=("$server")
+  fi
+done
+export AUDITFLOW_TEST_ALERTMANAGER="${AUDITFLOW_TEST_ALERTMANAGER:-http://127.0.0.1:9093}"
+
 log "tests (cargo test)"
 cargo test --all --locked -- --test-threads 2

@@ -197,7 +197,10 @@ fn check_static_labels(labels: &BTreeMap<String, String>, errors: &mut Vec<Optio
 
 fn check_timing(config: &AlertmanagerConfig, errors: &mut Vec<OptionError>) {
     if config.resolve_timeout.is_zero() {
-        errors.push(OptionError::new("resolve_timeout", "must be longer than 0s"));
+        errors.push(OptionError::new(
+            "resolve_timeout",
+            "must be longer than 0s",
+        ));
     }
     if config.resend_interval.is_zero() || config.resend_interval >= config.resolve_timeout {
         errors.push(OptionError::new(

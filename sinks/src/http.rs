@@ -222,7 +222,11 @@ impl BatchedSink for HttpSink {
             Err(error) => {
                 let events = batch.into_iter().map(|(event, _)| event).collect();
                 tracing::error!(component_id = %context.id, "cannot compress a batch: {error}");
-                context.failed(events, auditflow_core::ack::BatchStatus::Errored, "encode_failed");
+                context.failed(
+                    events,
+                    auditflow_core::ack::BatchStatus::Errored,
+                    "encode_failed",
+                );
                 return;
             }
         };
@@ -269,9 +273,13 @@ mod tests {
             fields,
             ["uri", "headers.a b", "batch.max_events", "request.timeout"]
         );
-        let errors = parse(&table("uri = \"http://x/\"\nmethod = \"GET\"")).err().unwrap();
+        let errors = parse(&table("uri = \"http://x/\"\nmethod = \"GET\""))
+            .err()
+            .unwrap();
         assert_eq!(errors[0].field, "method");
-        let errors = parse(&table("uri = \"http://x/\"\nencoding = \"xml\"")).err().unwrap();
+        let errors = parse(&table("uri = \"http://x/\"\nencoding = \"xml\""))
+            .err()
+            .unwrap();
         assert_eq!(errors[0].field, "encoding");
     }
 }

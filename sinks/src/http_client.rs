@@ -54,7 +54,10 @@ pub struct BatchOptions {
     #[serde(default = "default_max_bytes")]
     pub max_bytes: usize,
     /// How long the oldest event of a batch waits for the batch to fill.
-    #[serde(default = "default_batch_timeout", deserialize_with = "deserialize_duration")]
+    #[serde(
+        default = "default_batch_timeout",
+        deserialize_with = "deserialize_duration"
+    )]
     pub timeout: Duration,
 }
 
@@ -97,16 +100,25 @@ impl BatchOptions {
 #[serde(deny_unknown_fields)]
 pub struct RequestOptions {
     /// How long one attempt may take, connection included.
-    #[serde(default = "default_request_timeout", deserialize_with = "deserialize_duration")]
+    #[serde(
+        default = "default_request_timeout",
+        deserialize_with = "deserialize_duration"
+    )]
     pub timeout: Duration,
     /// How many times a failed request is tried again before the delivery fails.
     #[serde(default = "default_retry_attempts")]
     pub retry_attempts: u32,
     /// The first wait before a retry.
-    #[serde(default = "default_initial_backoff", deserialize_with = "deserialize_duration")]
+    #[serde(
+        default = "default_initial_backoff",
+        deserialize_with = "deserialize_duration"
+    )]
     pub retry_initial_backoff: Duration,
     /// The longest wait between two attempts (a `Retry-After` header may ask for more).
-    #[serde(default = "default_max_backoff", deserialize_with = "deserialize_duration")]
+    #[serde(
+        default = "default_max_backoff",
+        deserialize_with = "deserialize_duration"
+    )]
     pub retry_max_backoff: Duration,
 }
 
@@ -141,7 +153,10 @@ impl RequestOptions {
     /// Checks the durations; errors name `request.FIELD`.
     pub fn check(&self, errors: &mut Vec<OptionError>) {
         if self.timeout.is_zero() {
-            errors.push(OptionError::new("request.timeout", "must be longer than 0s"));
+            errors.push(OptionError::new(
+                "request.timeout",
+                "must be longer than 0s",
+            ));
         }
         if self.retry_initial_backoff.is_zero() {
             errors.push(OptionError::new(
@@ -371,7 +386,10 @@ impl std::fmt::Display for DeliveryError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             DeliveryError::Rejected { status, message } => {
-                write!(f, "the endpoint rejected the request with HTTP {status}: {message}")
+                write!(
+                    f,
+                    "the endpoint rejected the request with HTTP {status}: {message}"
+                )
             }
             DeliveryError::GaveUp {
                 attempts,
@@ -405,8 +423,14 @@ impl DeliveryError {
 /// What one attempt came to.
 enum Attempt {
     Delivered,
-    Retry { reason: String, wait: Option<Duration> },
-    Rejected { status: u16, message: String },
+    Retry {
+        reason: String,
+        wait: Option<Duration>,
+    },
+    Rejected {
+        status: u16,
+        message: String,
+    },
 }
 
 /// An HTTP client with the retry policy of a sink.
@@ -565,10 +589,12 @@ async fn quoted_body(response: reqwest::Response) -> String {
     let text = String::from_utf8_lossy(&body);
     let text = match serde_json::from_str::<serde_json::Value>(&text) {
         Ok(serde_json::Value::String(message)) => message,
-        Ok(serde_json::Value::Object(object)) => match object.get("message").or(object.get("error")) {
-            Some(serde_json::Value::String(message)) => message.clone(),
-            _ => text.into_owned(),
-        },
+        Ok(serde_json::Value::Object(object)) => {
+            match object.get("message").or(object.get("error")) {
+                Some(serde_json::Value::String(message)) => message.clone(),
+                _ => text.into_owned(),
+            }
+        }
         _ => text.into_owned(),
     };
     let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -637,7 +663,14 @@ mod tests {
             "t",
         )
         .unwrap();
-        for (retry, full) in [(0, 100), (1, 200), (2, 400), (3, 800), (4, 1000), (40, 1000)] {
+        for (retry, full) in [
+            (0, 100),
+            (1, 200),
+            (2, 400),
+            (3, 800),
+            (4, 1000),
+            (40, 1000),
+        ] {
             let wait = client.backoff(retry).as_millis() as u64;
             assert!(wait >= full / 2 && wait <= full, "retry {retry}: {wait}ms");
         }
@@ -653,7 +686,10 @@ mod tests {
         let date = (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc2822();
         headers.insert(RETRY_AFTER, HeaderValue::from_str(&date).unwrap());
         let wait = retry_after(&headers).unwrap();
-        assert!(wait > Duration::from_secs(27) && wait <= Duration::from_secs(30), "{wait:?}");
+        assert!(
+            wait > Duration::from_secs(27) && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
         headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&headers), None);
     }
@@ -667,7 +703,13 @@ mod tests {
         let errors = parse_headers(headers.iter().map(|(k, v)| (k, v))).unwrap_err();
         assert_eq!(errors.len(), 2);
         assert_eq!(errors[0].field, "headers.X Bad");
-        assert!(parse_url("uri", "ftp://x").unwrap_err().message.contains("only http"));
-        assert!(parse_url("uri", "not a url").unwrap_err().message.contains("not a URL"));
+        assert!(parse_url("uri", "ftp://x")
+            .unwrap_err()
+            .message
+            .contains("only http"));
+        assert!(parse_url("uri", "not a url")
+            .unwrap_err()
+            .message
+            .contains("not a URL"));
     }
 }

@@ -72,10 +72,19 @@ async fn alerts_arrive_with_labels_annotations_and_start_times() {
     let batch = vec![
         alert_event("Exec Into Pod", Priority::Notice, "prod", "alice", &later),
         alert_event("Exec Into Pod", Priority::Notice, "prod", "alice", &earlier),
-        alert_event("Create Privileged Pod", Priority::Warning, "dev", "bob", &later),
+        alert_event(
+            "Create Privileged Pod",
+            Priority::Warning,
+            "dev",
+            "bob",
+            &later,
+        ),
         audit_event("not-an-alert"),
     ];
-    assert_eq!(ack(sink.send(batch).await, 30).await, BatchStatus::Delivered);
+    assert_eq!(
+        ack(sink.send(batch).await, 30).await,
+        BatchStatus::Delivered
+    );
     assert_eq!(
         sink.metric("auditflow_component_discarded_events_total", &[]),
         1.0,
@@ -88,7 +97,12 @@ async fn alerts_arrive_with_labels_annotations_and_start_times() {
 
     let mut alerts = alerts_of_run(&url, &run).await;
     assert_eq!(alerts.len(), 2, "{alerts:#?}");
-    alerts.sort_by_key(|a| a["labels"]["alertname"].as_str().unwrap_or_default().to_string());
+    alerts.sort_by_key(|a| {
+        a["labels"]["alertname"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    });
     let privileged = &alerts[0];
     assert_eq!(
         privileged["labels"],
@@ -108,7 +122,10 @@ async fn alerts_arrive_with_labels_annotations_and_start_times() {
     assert_eq!(exec["labels"]["user"], "alice");
     let starts = time(&exec["startsAt"]);
     assert!(
-        (starts - (now - chrono::Duration::seconds(30))).num_milliseconds().abs() < 2,
+        (starts - (now - chrono::Duration::seconds(30)))
+            .num_milliseconds()
+            .abs()
+            < 2,
         "two hits of one label set start at the earlier one: {starts}"
     );
     let ends = time(&exec["endsAt"]);
@@ -127,11 +144,24 @@ async fn active_alerts_are_sent_again_and_resolve_after_resolve_timeout() {
     let run = unique("resend");
     let sink = RunningSink::start(
         "alertmanager",
-        &options(&url, &run, "resend_interval = \"500ms\"\nresolve_timeout = \"4s\""),
+        &options(
+            &url,
+            &run,
+            "resend_interval = \"500ms\"\nresolve_timeout = \"4s\"",
+        ),
     );
     let now = Utc::now().to_rfc3339();
-    let batch = vec![alert_event("Exec Into Pod", Priority::Critical, "prod", "eve", &now)];
-    assert_eq!(ack(sink.send(batch).await, 30).await, BatchStatus::Delivered);
+    let batch = vec![alert_event(
+        "Exec Into Pod",
+        Priority::Critical,
+        "prod",
+        "eve",
+        &now,
+    )];
+    assert_eq!(
+        ack(sink.send(batch).await, 30).await,
+        BatchStatus::Delivered
+    );
     let first = alerts_of_run(&url, &run).await;
     assert_eq!(first.len(), 1);
     let first_update = time(&first[0]["updatedAt"]);
@@ -178,14 +208,23 @@ async fn an_endpoint_that_comes_up_late_gets_the_alerts_after_retries() {
     );
     let now = Utc::now().to_rfc3339();
     let receiver = sink
-        .send(vec![alert_event("Anonymous Request Allowed", Priority::Error, "kube-system", "system:anonymous", &now)])
+        .send(vec![alert_event(
+            "Anonymous Request Allowed",
+            Priority::Error,
+            "kube-system",
+            "system:anonymous",
+            &now,
+        )])
         .await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let target = url.trim_start_matches("http://").to_string();
     forward(port, target, 0).await;
     assert_eq!(ack(receiver, 30).await, BatchStatus::Delivered);
     assert!(
-        sink.metric("auditflow_component_errors_total", &[("error_type", "request_retried")]) >= 2.0
+        sink.metric(
+            "auditflow_component_errors_total",
+            &[("error_type", "request_retried")]
+        ) >= 2.0
     );
     let alerts = alerts_of_run(&url, &run).await;
     assert_eq!(alerts.len(), 1);
@@ -208,15 +247,27 @@ async fn an_endpoint_that_stays_down_fails_the_delivery() {
     );
     let now = Utc::now().to_rfc3339();
     let receiver = sink
-        .send(vec![alert_event("Exec Into Pod", Priority::Notice, "prod", "a", &now)])
+        .send(vec![alert_event(
+            "Exec Into Pod",
+            Priority::Notice,
+            "prod",
+            "a",
+            &now,
+        )])
         .await;
     assert_eq!(ack(receiver, 30).await, BatchStatus::Errored);
     assert_eq!(
-        sink.metric("auditflow_component_errors_total", &[("error_type", "delivery_failed")]),
+        sink.metric(
+            "auditflow_component_errors_total",
+            &[("error_type", "delivery_failed")]
+        ),
         1.0
     );
     assert_eq!(
-        sink.metric("auditflow_component_errors_total", &[("error_type", "request_retried")]),
+        sink.metric(
+            "auditflow_component_errors_total",
+            &[("error_type", "request_retried")]
+        ),
         2.0
     );
     sink.finish().await;
@@ -233,15 +284,27 @@ async fn a_refused_request_is_rejected_without_retries() {
     );
     let now = Utc::now().to_rfc3339();
     let receiver = sink
-        .send(vec![alert_event("Exec Into Pod", Priority::Notice, "prod", "a", &now)])
+        .send(vec![alert_event(
+            "Exec Into Pod",
+            Priority::Notice,
+            "prod",
+            "a",
+            &now,
+        )])
         .await;
     assert_eq!(ack(receiver, 30).await, BatchStatus::Rejected);
     assert_eq!(
-        sink.metric("auditflow_component_errors_total", &[("error_type", "delivery_rejected")]),
+        sink.metric(
+            "auditflow_component_errors_total",
+            &[("error_type", "delivery_rejected")]
+        ),
         1.0
     );
     assert_eq!(
-        sink.metric("auditflow_component_errors_total", &[("error_type", "request_retried")]),
+        sink.metric(
+            "auditflow_component_errors_total",
+            &[("error_type", "request_retried")]
+        ),
         0.0
     );
     sink.finish().await;

@@ -9,6 +9,7 @@ use crate::component::{ComponentTask, SinkContext, SourceContext};
 #[serde(deny_unknown_fields)]
 struct TestOptions {
     #[serde(default)]
+    #[allow(dead_code)] // only parsed: these tests check option checking
     path: Option<String>,
 }
 

@@ -111,7 +111,13 @@ pub async fn ack(receiver: BatchReceiver, seconds: u64) -> BatchStatus {
 }
 
 /// An alert event, in the form a detection emits it.
-pub fn alert_event(rule: &str, priority: Priority, namespace: &str, user: &str, time: &str) -> Event {
+pub fn alert_event(
+    rule: &str,
+    priority: Priority,
+    namespace: &str,
+    user: &str,
+    time: &str,
+) -> Event {
     let mut output_fields = IndexMap::new();
     output_fields.insert("ka.target.namespace".to_string(), namespace.into());
     output_fields.insert("ka.user.name".to_string(), user.into());

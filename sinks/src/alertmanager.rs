@@ -524,3 +524,117 @@ fn alert_annotations(alert: &Alert) -> BTreeMap<String, String> {
         ("description".to_string(), description),
     ])
 }
+
+#[cfg(test)]
+mod tests {
+    use auditflow_core::event::Priority;
+    use indexmap::IndexMap;
+
+    use super::*;
+
+    fn table(text: &str) -> toml::Table {
+        text.parse().unwrap()
+    }
+
+    fn fields(text: &str) -> Vec<String> {
+        match parse(&table(text)) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors.into_iter().map(|e| e.field).collect(),
+        }
+    }
+
+    fn alert(fields: &[(&str, serde_json::Value)]) -> Alert {
+        Alert {
+            time: "2026-11-24T10:00:00.123456789Z".into(),
+            rule: "Exec Into Pod".into(),
+            priority: Priority::Critical,
+            output: "exec by alice".into(),
+            output_fields: fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect::<IndexMap<_, _>>(),
+            source: "k8s_audit".into(),
+            tags: vec!["k8s".into()],
+            hostname: "node-1".into(),
+        }
+    }
+
+    #[test]
+    fn the_alerts_url_is_under_the_endpoint() {
+        let url = alerts_url("http://am:9093").unwrap();
+        assert_eq!(url.as_str(), "http://am:9093/api/v2/alerts");
+        let url = alerts_url("https://proxy/alertmanager/").unwrap();
+        assert_eq!(url.as_str(), "https://proxy/alertmanager/api/v2/alerts");
+    }
+
+    #[test]
+    fn bad_options_are_all_named() {
+        assert!(fields("endpoint = \"http://am:9093\"").is_empty());
+        assert_eq!(
+            fields(
+                "endpoint = \"am\"\nlabels = { severity = \"x\", \"9x\" = \"y\", env = \"\" }\n\
+                 resolve_timeout = \"1m\"\nresend_interval = \"1m\"\nmax_active_alerts = 0"
+            ),
+            [
+                "endpoint",
+                "labels.9x",
+                "labels.env",
+                "labels.severity",
+                "resend_interval",
+                "max_active_alerts"
+            ]
+        );
+    }
+
+    #[test]
+    fn labels_come_from_the_rule_priority_and_output_fields() {
+        let statics = Labels::from([("cluster".to_string(), "eu".to_string())]);
+        let labels = alert_labels(
+            &alert(&[
+                ("ka.target.namespace", "prod".into()),
+                ("ka.user.name", "alice".into()),
+            ]),
+            &statics,
+        );
+        let expected: Labels = [
+            ("alertname", "Exec Into Pod"),
+            ("severity", "critical"),
+            ("namespace", "prod"),
+            ("user", "alice"),
+            ("cluster", "eu"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(labels, expected);
+        let labels = alert_labels(
+            &alert(&[("ka.target.namespace", serde_json::Value::Null)]),
+            &Labels::new(),
+        );
+        assert!(!labels.contains_key("namespace"), "<NA> is no label");
+        assert!(!labels.contains_key("user"));
+    }
+
+    #[test]
+    fn a_merge_keeps_the_earliest_start_and_the_latest_end() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let mut first = AmAlert {
+            labels: Labels::new(),
+            annotations: BTreeMap::from([("summary".into(), "old".into())]),
+            starts_at: at("2026-11-24T10:00:00Z"),
+            ends_at: at("2026-11-24T10:05:00Z"),
+        };
+        first.merge(AmAlert {
+            labels: Labels::new(),
+            annotations: BTreeMap::from([("summary".into(), "new".into())]),
+            starts_at: at("2026-11-24T10:01:00Z"),
+            ends_at: at("2026-11-24T10:06:00Z"),
+        });
+        assert_eq!(first.starts_at, at("2026-11-24T10:00:00Z"));
+        assert_eq!(first.ends_at, at("2026-11-24T10:06:00Z"));
+        assert_eq!(first.annotations["summary"], "new");
+        let json = first.to_json(Some("https://runbooks/exec"));
+        assert_eq!(json["startsAt"], "2026-11-24T10:00:00.000Z");
+        assert_eq!(json["generatorURL"], "https://runbooks/exec");
+    }
+}

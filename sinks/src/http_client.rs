@@ -178,7 +178,7 @@ pub fn parse_url(field: &str, text: &str) -> Result<Url, OptionError> {
     let url = Url::parse(text).map_err(|error| {
         OptionError::new(
             field,
-            format!("`{text}` is not a URL ({error}); write it like \"http://127.0.0.1:9093\""),
+            format!("`{text}` is not a URL ({error}); write it like \"http://HOST:PORT/PATH\""),
         )
     })?;
     if !matches!(url.scheme(), "http" | "https") {

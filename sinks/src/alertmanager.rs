@@ -360,25 +360,19 @@ impl AlertmanagerSink {
         merged
     }
 
-    /// POSTs alerts to Alertmanager (with retries).
+    /// POSTs alerts to Alertmanager; returns the body's size and the outcome.
+    ///
+    /// With `retry`, failures are retried as `request.*` says; without, one attempt is made.
     async fn post(
         &mut self,
         alerts: &[AmAlert],
+        retry: bool,
         context: &SinkContext,
     ) -> (usize, Result<(), DeliveryError>) {
         let generator_url = self.config.generator_url.as_deref();
-        let body: Vec<serde_json::Value> =
-            alerts.iter().map(|a| a.to_json(generator_url)).collect();
-        let body = match serde_json::to_vec(&body) {
-            Ok(body) => body,
-            Err(error) => {
-                let error = DeliveryError::Rejected {
-                    status: 0,
-                    message: format!("the alerts cannot be encoded as JSON: {error}"),
-                };
-                return (0, Err(error));
-            }
-        };
+        let body =
+            serde_json::Value::Array(alerts.iter().map(|a| a.to_json(generator_url)).collect())
+                .to_string();
         let bytes = body.len();
         let request = RequestSpec {
             method: Method::POST,
@@ -386,7 +380,12 @@ impl AlertmanagerSink {
             headers: self.headers.clone(),
             body: Bytes::from(body),
         };
-        (bytes, self.client.send(&request, context).await)
+        let result = if retry {
+            self.client.send(&request, context).await
+        } else {
+            self.client.send_once(&request).await
+        };
+        (bytes, result)
     }
 
     /// Remembers alerts Alertmanager accepted, forgetting the ones closest to their end when full.
@@ -435,7 +434,7 @@ impl BatchedSink for AlertmanagerSink {
 
     async fn send(&mut self, batch: Vec<Self::Item>, context: &SinkContext) {
         let alerts = self.merged(&batch);
-        let (bytes, result) = self.post(&alerts, context).await;
+        let (bytes, result) = self.post(&alerts, true, context).await;
         if result.is_ok() {
             self.remember(alerts);
         }
@@ -460,7 +459,9 @@ impl BatchedSink for AlertmanagerSink {
             .collect();
         due.sort_by_key(|alert| alert.starts_at);
         for chunk in due.chunks(self.config.batch.max_events) {
-            let (_, result) = self.post(chunk, context).await;
+            // One attempt: a resend that fails is tried again at the next interval,
+            // and retrying it here would hold up new alerts.
+            let (_, result) = self.post(chunk, false, context).await;
             match result {
                 Ok(()) => {
                     let sent_at = Instant::now();

@@ -461,6 +461,20 @@ impl HttpClient {
         })
     }
 
+    /// Sends a request once, without retries; `Ok` on a 2xx answer.
+    pub async fn send_once(&mut self, request: &RequestSpec) -> Result<(), DeliveryError> {
+        match self.attempt(request).await {
+            Attempt::Delivered => Ok(()),
+            Attempt::Rejected { status, message } => {
+                Err(DeliveryError::Rejected { status, message })
+            }
+            Attempt::Retry { reason, .. } => Err(DeliveryError::GaveUp {
+                attempts: 1,
+                last_error: reason,
+            }),
+        }
+    }
+
     /// Sends a request, retrying it as the options say; `Ok` on a 2xx answer.
     pub async fn send(
         &mut self,

@@ -309,3 +309,65 @@ async fn a_refused_request_is_rejected_without_retries() {
     );
     sink.finish().await;
 }
+
+#[tokio::test]
+async fn only_max_active_alerts_are_remembered_for_resending() {
+    let url = alertmanager().await;
+    let run = unique("bounded");
+    let sink = RunningSink::start(
+        "alertmanager",
+        &options(
+            &url,
+            &run,
+            "max_active_alerts = 1\nresend_interval = \"300ms\"\nresolve_timeout = \"1m\"",
+        ),
+    );
+    let now = Utc::now().to_rfc3339();
+    let first = sink
+        .send(vec![alert_event(
+            "Exec Into Pod",
+            Priority::Notice,
+            "prod",
+            "old",
+            &now,
+        )])
+        .await;
+    assert_eq!(ack(first, 30).await, BatchStatus::Delivered);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let second = sink
+        .send(vec![alert_event(
+            "Exec Into Pod",
+            Priority::Notice,
+            "prod",
+            "new",
+            &now,
+        )])
+        .await;
+    assert_eq!(ack(second, 30).await, BatchStatus::Delivered);
+    let updated = |alerts: &[Value], user: &str| {
+        alerts
+            .iter()
+            .find(|a| a["labels"]["user"] == user)
+            .map(|a| time(&a["updatedAt"]))
+            .expect("the alert is in Alertmanager")
+    };
+    let before = alerts_of_run(&url, &run).await;
+    assert_eq!(before.len(), 2);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let after = alerts_of_run(&url, &run).await;
+    assert_eq!(
+        after.len(),
+        2,
+        "a forgotten alert still fires until its endsAt"
+    );
+    assert_eq!(
+        updated(&after, "old"),
+        updated(&before, "old"),
+        "the alert pushed out of the map is not sent again"
+    );
+    assert!(
+        updated(&after, "new") > updated(&before, "new"),
+        "the remembered one is"
+    );
+    sink.finish().await;
+}

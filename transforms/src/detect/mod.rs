@@ -144,6 +144,10 @@ impl TransformConfig for DetectConfig {
         vec![ALERTS_OUTPUT.to_string()]
     }
 
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+
     fn build(&self, context: &TransformContext) -> anyhow::Result<Box<dyn Transform>> {
         for notice in &self.rules.notices {
             tracing::info!(component_id = %context.id, "{notice}");

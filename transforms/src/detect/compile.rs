@@ -254,6 +254,12 @@ fn exception_conditions(exception: &ExceptionDef) -> Result<Vec<String>, String>
             .iter()
             .map(|tuple| {
                 let values = tuple.as_sequence().ok_or_else(bad_value)?;
+                if fields.is_empty() || values.len() != fields.len() {
+                    return Err(format!(
+                        "exception \"{}\": needs `fields`, and one value per field in each of its values",
+                        exception.name
+                    ));
+                }
                 let parts = fields
                     .iter()
                     .zip(&exception.comps)

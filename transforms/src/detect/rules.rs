@@ -623,7 +623,8 @@ impl Item {
             Some(_) => return Err(bad("`values` must be a list")),
         };
         if let Fields::Tuple(names) = &fields {
-            for tuple in &values {
+            // Without `fields`, an appended exception adds values to the one of that name.
+            for tuple in values.iter().filter(|_| !names.is_empty()) {
                 let len = tuple.as_sequence().map(Vec::len);
                 if len != Some(names.len()) {
                     return Err(bad(&format!(

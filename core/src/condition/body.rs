@@ -320,8 +320,10 @@ impl BodyField {
     fn read_body<'v>(&self, body: &'v Value) -> FieldRef<'v> {
         match &self.extract {
             Extract::At(path) => at(body, path).map_or(FieldRef::Missing, one),
-            Extract::Elements(path) => self.list(self.elements(body, path).map(scalar).collect()),
-            Extract::Each { list, key } => self.list(
+            Extract::Elements(path) => {
+                FieldRef::List(self.elements(body, path).map(scalar).collect())
+            }
+            Extract::Each { list, key } => FieldRef::List(
                 self.elements(body, list)
                     .filter_map(|item| at(item, key))
                     .flat_map(flatten)
@@ -330,7 +332,7 @@ impl BodyField {
             ),
             Extract::Images { list, repository } => self.images(body, list, *repository),
             Extract::Effective { list, key } => self.effective(body, list, key),
-            Extract::HostPorts { list } => self.list(
+            Extract::HostPorts { list } => FieldRef::List(
                 self.elements(body, &["spec", list])
                     .filter_map(|container| container.get("ports")?.as_array())
                     .flatten()
@@ -338,7 +340,7 @@ impl BodyField {
                     .map(scalar)
                     .collect(),
             ),
-            Extract::VolumeTypes => self.list(
+            Extract::VolumeTypes => FieldRef::List(
                 self.elements(body, &["spec", "volumes"])
                     .filter_map(Value::as_object)
                     .flat_map(|volume| volume.keys())
@@ -383,10 +385,6 @@ impl BodyField {
             None => items,
         };
         items.iter()
-    }
-
-    fn list<'v>(&self, items: Vec<Scalar<'v>>) -> FieldRef<'v> {
-        FieldRef::List(items)
     }
 
     fn images<'v>(&self, body: &'v Value, list: &str, repository: bool) -> FieldRef<'v> {

@@ -19,7 +19,7 @@ use auditflow_core::event::Priority;
 use indexmap::IndexMap;
 use serde_yaml::Value;
 
-use super::rules::{scalar_text, ExceptionDef, Fields, Origin, RuleDef, RuleError, RuleSet};
+use super::rules::{scalar_text, ExceptionDef, Fields, RuleDef, RuleError, RuleSet};
 use super::stateful::StatefulSpec;
 
 /// A rule ready to evaluate.
@@ -157,12 +157,8 @@ impl Expander<'_> {
                 self.stack.join(" → ")
             ));
         }
-        let parsed = parse(&definition.condition).map_err(|e| {
-            format!(
-                "macro `{name}` ({}): condition: {e}",
-                origin_text(&definition.origin)
-            )
-        })?;
+        let parsed = parse(&definition.condition)
+            .map_err(|e| format!("macro `{name}` ({}): condition: {e}", definition.origin))?;
         self.stack.push(name.clone());
         let expanded = self.expand(parsed);
         self.stack.pop();
@@ -204,10 +200,6 @@ impl Expander<'_> {
         }
         path.pop();
     }
-}
-
-fn origin_text(origin: &Origin) -> String {
-    origin.to_string()
 }
 
 /// The exceptions as one expression: `(tuple) or (tuple) ...`; `None` when none has values.

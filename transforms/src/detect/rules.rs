@@ -292,9 +292,19 @@ impl RuleSet {
     fn add_rule(&mut self, name: String, item: &Item) -> Result<(), RuleError> {
         let label = format!("rule \"{name}\": ");
         item.check_keys(&label, RULE_KEYS, self)?;
+        // An item changing a loaded `k8s_audit` rule need not repeat its source.
+        let changes_loaded = self.rules.contains_key(&name)
+            && (item.map.contains_key("append")
+                || item.map.contains_key("override")
+                || is_enable_only(item));
+        let default_source = if changes_loaded {
+            K8S_AUDIT_SOURCE
+        } else {
+            "syscall"
+        };
         let source = item
             .string("source", &label)?
-            .unwrap_or_else(|| "syscall".to_string());
+            .unwrap_or_else(|| default_source.to_string());
         if source != K8S_AUDIT_SOURCE {
             *self.other_sources.entry(source).or_default() += 1;
             return Ok(());

@@ -557,7 +557,8 @@ mod tests {
         let windows = MaintenanceWindows::parse(&value).unwrap();
         // Saturday 2026-11-28 03:00 in Berlin is 02:00 UTC.
         assert!(windows.contains(at("2026-11-28T02:00:00Z")));
-        assert!(!windows.contains(at("2026-11-28T03:30:00Z")));
+        // Sunday 04:30 in Berlin: in no window.
+        assert!(!windows.contains(at("2026-11-29T03:30:00Z")));
         // Tuesday 23:00 Berlin, and Wednesday 05:00 Berlin (the window of Tuesday night).
         assert!(windows.contains(at("2026-11-24T22:00:00Z")));
         assert!(windows.contains(at("2026-11-25T04:00:00Z")));

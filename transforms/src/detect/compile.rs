@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use auditflow_core::condition::EvalContext;
 use auditflow_core::condition::{
-    parse, scan_field, Condition, Expr, FieldExtractor, FieldResolver, FieldValue, Literal,
-    MacroRef, Operand, Operator, StandardFields,
+    parse, scan_field, Condition, Expr, FieldExtractor, FieldName, FieldResolver, FieldValue,
+    Literal, MacroRef, Operand, Operator, StandardFields,
 };
 use auditflow_core::event::Priority;
 use indexmap::IndexMap;
@@ -39,21 +39,52 @@ pub struct CompiledRule {
     pub stateful: Option<StatefulSpec>,
     /// The verbs the condition can hold for, when it can only hold for some.
     pub verbs: Option<Box<[String]>>,
+    /// The stages the condition can hold for, when it can only hold for some.
+    pub stages: Option<Box<[String]>>,
 }
 
 impl CompiledRule {
-    /// Whether the condition can hold for an event with this verb (a cheap pre-check).
-    pub fn may_match_verb(&self, verb: &str) -> bool {
-        self.verbs
-            .as_ref()
-            .is_none_or(|verbs| verbs.iter().any(|v| v == verb))
+    /// Whether the condition can hold for an event with this verb and stage (a cheap pre-check).
+    pub fn may_match(&self, verb: &str, stage: &str) -> bool {
+        let allows = |values: &Option<Box<[String]>>, value: &str| {
+            values
+                .as_ref()
+                .is_none_or(|values| values.iter().any(|v| v == value))
+        };
+        allows(&self.verbs, verb) && allows(&self.stages, stage)
     }
 }
 
-/// The verbs `expr` can only hold for (`ka.verb = create`, `ka.verb in (...)` under `and`s), if any.
-fn required_verbs(expr: &Expr) -> Option<Vec<String>> {
+/// A header member a rule index looks at, as conditions name it.
+struct IndexedField {
+    name: &'static str,
+    pointer: &'static str,
+}
+
+const VERB: IndexedField = IndexedField {
+    name: "ka.verb",
+    pointer: "/verb",
+};
+
+const STAGE: IndexedField = IndexedField {
+    name: "ka.stage",
+    pointer: "/stage",
+};
+
+impl IndexedField {
+    fn is(&self, field: &FieldName) -> bool {
+        match field.arg.as_deref() {
+            None => field.name == self.name,
+            Some(arg) => field.name == "jevt.value" && arg == self.pointer,
+        }
+    }
+}
+
+/// The values of `field` that `expr` can only hold for (`ka.verb = create`,
+/// `ka.verb in (...)` under `and`s, alternatives of an `or`), if it constrains it.
+fn required_values(expr: &Expr, field: &IndexedField) -> Option<Vec<String>> {
     match expr {
-        Expr::Compare(comparison) if comparison.field.name == "ka.verb" => {
+        Expr::Compare(comparison) if field.is(&comparison.field) => {
             match (&comparison.operator, &comparison.operand) {
                 (Operator::Eq, Operand::Value(value)) => Some(vec![value.text.clone()]),
                 (Operator::In | Operator::Intersects, Operand::List(items)) => {
@@ -64,11 +95,11 @@ fn required_verbs(expr: &Expr) -> Option<Vec<String>> {
         }
         Expr::And(items) => items
             .iter()
-            .filter_map(required_verbs)
-            .reduce(|a, b| a.into_iter().filter(|verb| b.contains(verb)).collect()),
+            .filter_map(|item| required_values(item, field))
+            .reduce(|a, b| a.into_iter().filter(|value| b.contains(value)).collect()),
         Expr::Or(items) => items
             .iter()
-            .map(required_verbs)
+            .map(|item| required_values(item, field))
             .collect::<Option<Vec<_>>>()
             .map(|sets| sets.concat()),
         _ => None,
@@ -112,9 +143,11 @@ fn compile_rule(rule: &RuleDef, expander: &mut Expander<'_>) -> Result<CompiledR
         .map(StatefulSpec::parse)
         .transpose()
         .map_err(|e| error(format!("auditflow: {e}")))?;
-    let verbs = required_verbs(&expr).map(Vec::into_boxed_slice);
+    let verbs = required_values(&expr, &VERB).map(Vec::into_boxed_slice);
+    let stages = required_values(&expr, &STAGE).map(Vec::into_boxed_slice);
     Ok(CompiledRule {
         verbs,
+        stages,
         name: rule.name.as_str().into(),
         priority: rule.priority,
         tags: rule.tags.clone().into(),

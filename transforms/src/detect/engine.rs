@@ -3,10 +3,13 @@
 //! Each audit event is evaluated against every rule with one shared
 //! [`EvalContext`], so its bodies are parsed at most once whatever the number
 //! of rules reading them, and not at all when no rule gets that far. Rules are
-//! indexed by the verbs their conditions require: a rule whose condition can
-//! only hold for `create` is not even looked at for the `get`/`list`/`watch`
-//! traffic that makes up most of an audit log.
+//! indexed by the verbs and stages their conditions require: a rule whose
+//! condition can only hold for `create` is not even looked at for the
+//! `get`/`list`/`watch` traffic that makes up most of an audit log. The rules
+//! that may match a (verb, stage) pair are worked out the first time the pair
+//! is seen and kept.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use auditflow_core::condition::{event_time, format_event_time, EvalContext};
@@ -32,6 +35,44 @@ pub struct Engine {
     rules: Arc<[CompiledRule]>,
     state: DetectState,
     hostname: Arc<str>,
+    candidates: Candidates,
+}
+
+/// The indexes of the rules that may match, by verb and stage.
+#[derive(Debug, Default)]
+struct Candidates {
+    by_verb: HashMap<Box<str>, HashMap<Box<str>, Box<[usize]>>>,
+    pairs: usize,
+}
+
+/// At most this many (verb, stage) pairs are kept (verbs come from clients; bound them).
+const MAX_CANDIDATE_PAIRS: usize = 4096;
+
+impl Candidates {
+    /// The rules that may match `verb` at `stage`, computed and kept on first sight.
+    fn get(&mut self, rules: &[CompiledRule], verb: &str, stage: &str) -> Option<&[usize]> {
+        let known = self
+            .by_verb
+            .get(verb)
+            .is_some_and(|stages| stages.contains_key(stage));
+        if !known {
+            if self.pairs >= MAX_CANDIDATE_PAIRS {
+                return None;
+            }
+            let indexes = (0..rules.len())
+                .filter(|&i| rules.get(i).is_some_and(|r| r.may_match(verb, stage)))
+                .collect();
+            self.pairs += 1;
+            self.by_verb
+                .entry(verb.into())
+                .or_default()
+                .insert(stage.into(), indexes);
+        }
+        self.by_verb
+            .get(verb)
+            .and_then(|stages| stages.get(stage))
+            .map(|indexes| &**indexes)
+    }
 }
 
 impl Engine {
@@ -41,6 +82,7 @@ impl Engine {
             rules,
             state,
             hostname,
+            candidates: Candidates::default(),
         }
     }
 
@@ -62,12 +104,29 @@ impl Engine {
         };
         let ctx = EvalContext::new(event);
         let mut time: Option<DateTime<Utc>> = None;
-        let verb = audit.header().verb.as_str();
-        for (index, rule) in self.rules.iter().enumerate() {
-            if !rule.may_match_verb(verb) || !rule.condition.matches_in(&ctx) {
+        let header = audit.header();
+        let Engine {
+            rules,
+            state,
+            hostname,
+            candidates,
+        } = self;
+        let all: Vec<usize>;
+        let indexes = match candidates.get(rules, &header.verb, header.stage.as_str()) {
+            Some(indexes) => indexes,
+            None => {
+                all = (0..rules.len()).collect();
+                &all
+            }
+        };
+        for &index in indexes {
+            let Some(rule) = rules.get(index) else {
+                continue;
+            };
+            if !rule.condition.matches_in(&ctx) {
                 continue;
             }
-            let time = *time.get_or_insert_with(|| event_time(audit.header()));
+            let time = *time.get_or_insert_with(|| event_time(header));
             let mut extra = Vec::new();
             if let Some(spec) = &rule.stateful {
                 if spec.windows.as_ref().is_some_and(|w| w.contains(time)) {
@@ -75,7 +134,7 @@ impl Engine {
                 }
                 if let Some(kind) = &spec.kind {
                     let nanos = time.timestamp_nanos_opt().unwrap_or_default();
-                    match self.state.check(&rule.name, kind, &ctx, nanos) {
+                    match state.check(&rule.name, kind, &ctx, nanos) {
                         Verdict::Quiet => continue,
                         Verdict::Alert(fields) => extra = fields,
                     }
@@ -83,7 +142,7 @@ impl Engine {
             }
             matches.push(Match {
                 rule: index,
-                alert: alert(rule, &ctx, time, extra, &self.hostname),
+                alert: alert(rule, &ctx, time, extra, hostname),
             });
         }
     }

@@ -109,7 +109,20 @@ fn rules_that_need_another_verb_are_skipped_by_the_index() {
         rule("Narrowed", "kmodify and ka.verb = update"),
         rule("Any", "not ka.verb = get or ka.user.name = alice")
     );
+    let text = format!(
+        "{text}{}",
+        rule(
+            "Started",
+            "jevt.value[/stage] = ResponseStarted and ka.verb in (create, get)"
+        )
+    );
     let rules = compile(&text).unwrap();
+    assert_eq!(
+        rules[3].stages.as_ref().map(|s| s.to_vec()),
+        Some(vec!["ResponseStarted".to_string()])
+    );
+    assert!(rules[3].may_match("get", "ResponseStarted"));
+    assert!(!rules[3].may_match("get", "ResponseComplete"));
     let verbs: Vec<Option<Vec<String>>> = rules
         .iter()
         .map(|r| r.verbs.as_ref().map(|v| v.to_vec()))
@@ -119,7 +132,8 @@ fn rules_that_need_another_verb_are_skipped_by_the_index() {
         vec![
             Some(vec!["create".to_string(), "update".to_string()]),
             Some(vec!["update".to_string()]),
-            None
+            None,
+            Some(vec!["create".to_string(), "get".to_string()]),
         ]
     );
     assert_eq!(matching(rules, CREATE_POD), vec!["Modify", "Any"]);

@@ -41,9 +41,12 @@ pub struct Engine {
 /// The indexes of the rules that may match, by verb and stage.
 #[derive(Debug, Default)]
 struct Candidates {
-    by_verb: HashMap<Box<str>, HashMap<Box<str>, Box<[usize]>>>,
+    by_verb: HashMap<Box<str>, ByStage>,
     pairs: usize,
 }
+
+/// Rule indexes by stage, for one verb.
+type ByStage = HashMap<Box<str>, Box<[usize]>>;
 
 /// At most this many (verb, stage) pairs are kept (verbs come from clients; bound them).
 const MAX_CANDIDATE_PAIRS: usize = 4096;

@@ -2,12 +2,16 @@
 //!
 //! - `auditflow run [--config FILE] [--once]`: runs a pipeline;
 //! - `auditflow validate [--config FILE]`: checks a configuration and prints every error;
-//! - `auditflow generate --count N`: writes synthetic audit traffic.
+//! - `auditflow generate --count N`: writes synthetic audit traffic;
+//! - `auditflow detect --rules FILE [INPUT ...]`: prints the alerts rules raise on audit events;
+//! - `auditflow test [--config FILE]`: runs the rule unit tests of a pipeline's detect transforms.
 
 mod api;
 mod catalog;
+mod detect;
 mod generate;
 mod run;
+mod test;
 mod validate;
 
 use std::path::PathBuf;
@@ -48,6 +52,14 @@ enum Command {
     },
     /// Write realistic synthetic audit events to standard output.
     Generate(generate::GenerateArgs),
+    /// Run detection rules over audit events; print the alerts as NDJSON.
+    Detect(detect::DetectArgs),
+    /// Run the rule unit tests of the pipeline's detect transforms.
+    Test {
+        /// The pipeline configuration.
+        #[arg(long, short, default_value = "pipeline.toml")]
+        config: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -57,6 +69,8 @@ fn main() -> ExitCode {
         Command::Run { config, once } => run::run(&config, once),
         Command::Validate { config } => validate::validate(&config),
         Command::Generate(args) => generate::generate(&args),
+        Command::Detect(args) => detect::detect(&args),
+        Command::Test { config } => test::test(&config),
     };
     match result {
         Ok(code) => code,

@@ -6,18 +6,7 @@ use common::*;
 
 /// Falco's traces, one document a line.
 fn traces() -> String {
-    let mut input = String::new();
-    let dir = conformance_dir().join("traces");
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .expect("traces")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    files.sort();
-    for file in files {
-        input.push_str(&std::fs::read_to_string(file).expect("trace"));
-        input.push('\n');
-    }
-    input
+    conformance_traces()
 }
 
 fn all_events(workspace: &Workspace) -> Vec<serde_json::Value> {

@@ -120,6 +120,12 @@ pub trait TransformConfig: Send + Sync {
 
     /// Creates the transform.
     fn build(&self, context: &TransformContext) -> anyhow::Result<Box<dyn Transform>>;
+
+    /// The configuration as `Any`, for commands that need a transform type's own
+    /// settings (`auditflow test` reads the rules and tests of `detect` transforms).
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
 }
 
 /// A checked sink configuration.

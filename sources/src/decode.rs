@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use auditflow_core::component::InputFailure;
 use auditflow_core::event::{decode_document_owned, DecodedDocument, Event, EventError, Payload};
 
-use crate::framing::Frame;
+use crate::framing::{DocumentAssembler, Frame, LineFramer};
 
 /// The events and failures decoded from a group of frames.
 #[derive(Debug, Default)]
@@ -93,6 +93,60 @@ impl OrderedDecoder {
                 input: String::new(),
             }],
         }))
+    }
+}
+
+/// Frames and decodes a byte stream on the calling thread, chunk by chunk:
+/// NDJSON, or JSON documents (pretty-printed or not) one after another, as the
+/// `stdin` source reads them. For commands that read input outside a pipeline.
+#[derive(Debug)]
+pub struct StreamDecoder {
+    source_id: Arc<str>,
+    framer: LineFramer,
+    assembler: DocumentAssembler,
+}
+
+impl StreamDecoder {
+    /// A decoder whose events name `source_id`, refusing documents longer than `max_bytes`.
+    pub fn new(source_id: Arc<str>, max_bytes: usize) -> StreamDecoder {
+        StreamDecoder {
+            source_id,
+            framer: LineFramer::new(max_bytes),
+            assembler: DocumentAssembler::new(max_bytes),
+        }
+    }
+
+    /// Decodes what `chunk` completes.
+    pub fn push(&mut self, chunk: &[u8]) -> Decoded {
+        let mut lines = Vec::new();
+        self.framer.push(chunk, &mut lines);
+        self.decode_lines(lines, false)
+    }
+
+    /// Decodes what is left at the end of the input.
+    pub fn finish(&mut self) -> Decoded {
+        let lines = self.framer.finish().into_iter().collect();
+        self.decode_lines(lines, true)
+    }
+
+    fn decode_lines(&mut self, lines: Vec<Frame>, end: bool) -> Decoded {
+        let mut documents: Vec<Frame> = lines
+            .into_iter()
+            .filter_map(|line| self.assembler.push_line(line))
+            .collect();
+        if end {
+            documents.extend(self.assembler.finish());
+        }
+        let mut decoded = Decoded::default();
+        for document in documents {
+            decode_frame(
+                document,
+                &self.source_id,
+                &mut decoded.events,
+                &mut decoded.failures,
+            );
+        }
+        decoded
     }
 }
 

@@ -3,6 +3,7 @@
 //!
 //! One module per transform `type`; [`register`] adds them all to a catalog.
 
+pub mod detect;
 pub mod filter;
 pub mod route;
 
@@ -12,6 +13,7 @@ use auditflow_core::config::OptionError;
 
 /// Registers every transform type.
 pub fn register(catalog: &mut Catalog) {
+    catalog.register("detect", ComponentSpec::Transform(detect::parse));
     catalog.register("filter", ComponentSpec::Transform(filter::parse));
     catalog.register("route", ComponentSpec::Transform(route::parse));
 }

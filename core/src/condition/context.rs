@@ -5,6 +5,8 @@
 //! parses it the first time one asks and keeps it for the rest of the
 //! evaluation, so an event is parsed at most once however many `jevt` fields
 //! (or conditions, with [`Condition::matches_in`](super::Condition::matches_in)) read it.
+//! Fields inside the request or response body (`ka.req.*`, `ka.resp.*`,
+//! `jevt.value[/requestObject/...]`) parse only that body, also once.
 
 use std::cell::OnceCell;
 
@@ -18,6 +20,8 @@ use crate::event::{AuditEvent, Event, Payload};
 pub struct EvalContext<'e> {
     event: &'e Event,
     json: OnceCell<Option<Value>>,
+    request_object: OnceCell<Option<Value>>,
+    response_object: OnceCell<Option<Value>>,
 }
 
 impl<'e> EvalContext<'e> {
@@ -26,6 +30,8 @@ impl<'e> EvalContext<'e> {
         EvalContext {
             event,
             json: OnceCell::new(),
+            request_object: OnceCell::new(),
+            response_object: OnceCell::new(),
         }
     }
 
@@ -57,8 +63,27 @@ impl<'e> EvalContext<'e> {
         }
     }
 
+    /// The audit event's `requestObject`, parsed on first use (the rest of the event is not parsed).
+    pub fn request_object(&self) -> Option<&Value> {
+        self.request_object
+            .get_or_init(|| parse_body(self.audit()?.request_object()?))
+            .as_ref()
+    }
+
+    /// The audit event's `responseObject`, parsed on first use.
+    pub fn response_object(&self) -> Option<&Value> {
+        self.response_object
+            .get_or_init(|| parse_body(self.audit()?.response_object()?))
+            .as_ref()
+    }
+
     /// Whether the event's JSON has been parsed in this context (records never need parsing).
     pub fn json_is_parsed(&self) -> bool {
         self.json.get().is_some()
     }
+}
+
+/// A body as JSON; `None` when it does not parse (it was checked when the event was decoded).
+fn parse_body(text: &str) -> Option<Value> {
+    serde_json::from_str(text).ok()
 }

@@ -24,7 +24,17 @@
 //! | `ka.auth.reason` | the `authorization.k8s.io/reason` annotation |
 //! | `ka.useragent` | `userAgent` |
 //! | `ka.sourceips` | `sourceIPs` (a list) |
+//! | `ka.response.reason` | `responseStatus.reason` |
+//! | `ka.uri.param[KEY]` | the first value of the query parameter `KEY` of `requestURI` |
+//! | `ka.req.configmap.name` | `objectRef.name` |
+//! | `ka.req.*`, `ka.resp.name` | inside the request and response bodies (see the `body` module) |
 //! | `jevt.value[/pointer]` | the value at a JSON pointer in the whole event (any payload) |
+//! | `jevt.obj` | the whole event as JSON text |
+//! | `jevt.rawtime` | the event time in nanoseconds since the epoch (a number) |
+//! | `jevt.time`, `jevt.time.iso8601` | the event time, RFC 3339 with nanoseconds |
+//!
+//! The event time is `stageTimestamp`, else `requestReceivedTimestamp`, else
+//! (as Falco stamps events it reads) the time the event is evaluated.
 //!
 //! `ka.*` fields are missing on events that are not audit events. Text the
 //! header keeps as an empty string when the event lacks it (`verb`, `requestURI`,
@@ -33,7 +43,7 @@
 use std::fmt;
 
 use super::context::EvalContext;
-use super::json::JsonPointer;
+use super::json::{JsonPointer, JsonRef};
 use super::value::{FieldRef, FieldValue, Scalar};
 use crate::event::{AuditHeader, Event};
 
@@ -93,7 +103,9 @@ impl StandardFields {
         HEADER_FIELDS
             .iter()
             .map(|(name, _)| *name)
-            .chain(std::iter::once(JEVT_VALUE))
+            .chain(EVENT_FIELDS.iter().map(|(name, _)| *name))
+            .chain(super::body::BODY_FIELD_NAMES.iter().copied())
+            .chain([JEVT_VALUE, URI_PARAM])
     }
 }
 
@@ -105,6 +117,15 @@ impl FieldResolver for StandardFields {
     ) -> Result<Box<dyn FieldExtractor>, FieldError> {
         if name == JEVT_VALUE {
             return json_value_field(arg);
+        }
+        if let Some(resolved) = super::body::resolve(name, arg) {
+            return resolved;
+        }
+        if let Some(field) = EventField::named(name) {
+            return no_argument(name, arg).map(|()| Box::new(field) as Box<dyn FieldExtractor>);
+        }
+        if name == URI_PARAM {
+            return uri_param_field(arg);
         }
         let field = HEADER_FIELDS
             .iter()
@@ -121,6 +142,153 @@ impl FieldResolver for StandardFields {
 }
 
 const JEVT_VALUE: &str = "jevt.value";
+const URI_PARAM: &str = "ka.uri.param";
+
+fn no_argument(name: &str, arg: Option<&str>) -> Result<(), FieldError> {
+    match arg {
+        None => Ok(()),
+        Some(_) => Err(FieldError::Argument(format!(
+            "the field `{name}` takes no argument in brackets"
+        ))),
+    }
+}
+
+fn uri_param_field(arg: Option<&str>) -> Result<Box<dyn FieldExtractor>, FieldError> {
+    match arg {
+        Some(key) if !key.is_empty() => Ok(Box::new(UriParamField {
+            key: key.to_string(),
+        })),
+        _ => Err(FieldError::Argument(
+            "`ka.uri.param` needs a parameter name in brackets, as in `ka.uri.param[command]`"
+                .to_string(),
+        )),
+    }
+}
+
+/// `ka.uri.param[KEY]`: the first value of a query parameter of the request URI.
+#[derive(Debug, Clone)]
+struct UriParamField {
+    key: String,
+}
+
+impl FieldExtractor for UriParamField {
+    fn read<'c>(&self, ctx: &'c EvalContext<'_>) -> FieldRef<'c> {
+        let Some(audit) = ctx.audit() else {
+            return FieldRef::Missing;
+        };
+        let uri = &audit.header().request_uri;
+        let Some((_, query)) = uri.split_once('?') else {
+            return FieldRef::Missing;
+        };
+        query
+            .split('&')
+            .filter_map(|pair| {
+                let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                (percent_decode(key) == self.key).then(|| percent_decode(value))
+            })
+            .next()
+            .map_or(FieldRef::Missing, |value| {
+                FieldRef::One(Scalar::Str(std::borrow::Cow::Owned(value)))
+            })
+    }
+}
+
+/// Decodes `%XX` escapes and `+` (a space in query strings); bad escapes stay as written.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while let Some(&byte) = bytes.get(index) {
+        let escaped = (byte == b'%')
+            .then(|| bytes.get(index + 1..index + 3))
+            .flatten()
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match (byte, escaped) {
+            (_, Some(decoded)) => {
+                out.push(decoded);
+                index += 3;
+            }
+            (b'+', None) => {
+                out.push(b' ');
+                index += 1;
+            }
+            (other, None) => {
+                out.push(other);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Fields of the whole event that are not header members: `jevt.obj`, the event time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EventField {
+    Obj,
+    RawTime,
+    Time,
+    ResponseReason,
+    ConfigmapName,
+}
+
+const EVENT_FIELDS: [(&str, EventField); 6] = [
+    ("jevt.obj", EventField::Obj),
+    ("jevt.rawtime", EventField::RawTime),
+    ("jevt.time", EventField::Time),
+    ("jevt.time.iso8601", EventField::Time),
+    ("ka.response.reason", EventField::ResponseReason),
+    ("ka.req.configmap.name", EventField::ConfigmapName),
+];
+
+impl EventField {
+    fn named(name: &str) -> Option<EventField> {
+        EVENT_FIELDS
+            .iter()
+            .find(|(known, _)| *known == name)
+            .map(|(_, field)| *field)
+    }
+}
+
+impl FieldExtractor for EventField {
+    fn read<'c>(&self, ctx: &'c EvalContext<'_>) -> FieldRef<'c> {
+        let Some(audit) = ctx.audit() else {
+            return FieldRef::Missing;
+        };
+        let header = audit.header();
+        match self {
+            EventField::Obj => FieldRef::str(audit.as_json()),
+            EventField::RawTime => event_time(header)
+                .timestamp_nanos_opt()
+                .map_or(FieldRef::Missing, |nanos| FieldRef::One(Scalar::Int(nanos))),
+            EventField::Time => FieldRef::One(Scalar::Str(std::borrow::Cow::Owned(
+                format_event_time(event_time(header)),
+            ))),
+            EventField::ResponseReason => FieldRef::opt_str(
+                header
+                    .response_status
+                    .as_ref()
+                    .and_then(|status| status.reason.as_deref()),
+            ),
+            EventField::ConfigmapName => FieldRef::opt_str(
+                header
+                    .object_ref
+                    .as_ref()
+                    .and_then(|object| object.name.as_deref()),
+            ),
+        }
+    }
+}
+
+/// The event time: its own timestamp, or now when it has none (as Falco stamps events it reads).
+pub fn event_time(header: &AuditHeader) -> chrono::DateTime<chrono::Utc> {
+    header.event_time().unwrap_or_else(chrono::Utc::now)
+}
+
+/// A time as Falco prints it: RFC 3339 in UTC with nanoseconds.
+pub fn format_event_time(time: chrono::DateTime<chrono::Utc>) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
 
 fn json_value_field(arg: Option<&str>) -> Result<Box<dyn FieldExtractor>, FieldError> {
     let arg = arg.ok_or_else(|| {
@@ -130,7 +298,14 @@ fn json_value_field(arg: Option<&str>) -> Result<Box<dyn FieldExtractor>, FieldE
         )
     })?;
     let pointer = JsonPointer::parse(arg).map_err(FieldError::Argument)?;
-    Ok(Box::new(JsonValueField { pointer }))
+    let json = JsonValueField { pointer };
+    match HEADER_POINTERS.iter().find(|(known, _)| *known == arg) {
+        Some((_, header)) => Ok(Box::new(HeaderPointerField {
+            header: *header,
+            json,
+        })),
+        None => Ok(Box::new(json)),
+    }
 }
 
 /// `jevt.value[/pointer]`: the value at a JSON pointer in the whole event.
@@ -141,9 +316,47 @@ struct JsonValueField {
 
 impl FieldExtractor for JsonValueField {
     fn read<'c>(&self, ctx: &'c EvalContext<'_>) -> FieldRef<'c> {
-        ctx.json()
-            .and_then(|root| self.pointer.resolve(root))
-            .map_or(FieldRef::Missing, |value| value.to_field())
+        let body = match self.pointer.first() {
+            Some("requestObject") if ctx.audit().is_some() => Some(ctx.request_object()),
+            Some("responseObject") if ctx.audit().is_some() => Some(ctx.response_object()),
+            _ => None,
+        };
+        let resolved = match body {
+            Some(body) => {
+                body.and_then(|body| self.pointer.resolve_after_first(JsonRef::Value(body)))
+            }
+            None => ctx.json().and_then(|root| self.pointer.resolve(root)),
+        };
+        resolved.map_or(FieldRef::Missing, |value| value.to_field())
+    }
+}
+
+/// `jevt.value` pointers that name a header member: read from the typed header, no parse.
+const HEADER_POINTERS: [(&str, HeaderField); 9] = [
+    ("/stage", HeaderField::Stage),
+    ("/verb", HeaderField::Verb),
+    ("/auditID", HeaderField::AuditId),
+    ("/requestURI", HeaderField::Uri),
+    ("/user/username", HeaderField::UserName),
+    ("/objectRef/resource", HeaderField::TargetResource),
+    ("/objectRef/subresource", HeaderField::TargetSubresource),
+    ("/objectRef/namespace", HeaderField::TargetNamespace),
+    ("/objectRef/name", HeaderField::TargetName),
+];
+
+/// Reads a header pointer from the header of audit events, and from the JSON of other payloads.
+#[derive(Debug, Clone)]
+struct HeaderPointerField {
+    header: HeaderField,
+    json: JsonValueField,
+}
+
+impl FieldExtractor for HeaderPointerField {
+    fn read<'c>(&self, ctx: &'c EvalContext<'_>) -> FieldRef<'c> {
+        match ctx.audit() {
+            Some(audit) => self.header.read_header(audit.header()),
+            None => self.json.read(ctx),
+        }
     }
 }
 

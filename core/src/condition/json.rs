@@ -48,6 +48,19 @@ impl JsonPointer {
         })
     }
 
+    /// The first token, if any (`requestObject` in `/requestObject/spec`).
+    pub fn first(&self) -> Option<&str> {
+        self.tokens.first().map(|token| &**token)
+    }
+
+    /// The value the pointer designates under `root` when `root` is what its first token names.
+    pub fn resolve_after_first<'a>(&self, root: JsonRef<'a>) -> Option<JsonRef<'a>> {
+        self.tokens
+            .get(1..)?
+            .iter()
+            .try_fold(root, |node, token| node.child(token))
+    }
+
     /// The value the pointer designates under `root`, if there is one.
     pub fn resolve<'a>(&self, root: JsonRef<'a>) -> Option<JsonRef<'a>> {
         self.tokens

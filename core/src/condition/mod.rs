@@ -64,6 +64,7 @@
 //! them with [`Condition::matches_in`] on one [`EvalContext`].
 
 mod ast;
+mod body;
 mod context;
 mod eval;
 mod fields;
@@ -82,7 +83,9 @@ use std::sync::Arc;
 
 pub use ast::{Comparison, Expr, FieldName, Literal, MacroRef, Operand, OperandKind, Operator};
 pub use context::EvalContext;
-pub use fields::{FieldError, FieldExtractor, FieldResolver, StandardFields};
+pub use fields::{
+    event_time, format_event_time, FieldError, FieldExtractor, FieldResolver, StandardFields,
+};
 pub use json::{JsonPointer, JsonRef};
 pub use parser::{parse, scan_field};
 pub use value::{FieldRef, FieldValue, Scalar};

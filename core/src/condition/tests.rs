@@ -744,7 +744,14 @@ fn jevt_is_parsed_lazily_and_once() {
         "an unreached jevt field parsed the JSON"
     );
 
-    let json = Condition::compile("jevt.value[/verb] = create").unwrap();
+    let header_pointer = Condition::compile("jevt.value[/verb] = create").unwrap();
+    assert!(header_pointer.matches_in(&ctx));
+    assert!(
+        !ctx.json_is_parsed(),
+        "a pointer to a header member parsed the JSON"
+    );
+
+    let json = Condition::compile("jevt.value[/level] = RequestResponse").unwrap();
     assert!(json.matches_in(&ctx));
     assert!(ctx.json_is_parsed());
     let Some(JsonRef::Value(first)) = ctx.json() else {
@@ -923,7 +930,13 @@ fn extracted_values_print_as_falco_prints_them() {
 #[test]
 fn standard_field_names_all_resolve() {
     for name in StandardFields::names() {
-        let arg = (name == "jevt.value").then_some("/verb");
+        let arg = match name {
+            "jevt.value" => Some("/verb"),
+            "ka.uri.param" | "ka.req.volume.hostpath" | "ka.req.binding.subject.has_name" => {
+                Some("x")
+            }
+            _ => None,
+        };
         assert!(StandardFields.resolve(name, arg).is_ok(), "{name}");
     }
     assert_eq!(
@@ -969,7 +982,7 @@ impl FieldResolver for Extra {
         _arg: Option<&str>,
     ) -> Result<Box<dyn FieldExtractor>, FieldError> {
         match name {
-            "ka.req.pod.containers.image" => Ok(Box::new(ImageField)),
+            "ka.req.pod.sidecar.image" => Ok(Box::new(ImageField)),
             _ => Err(FieldError::Unknown),
         }
     }
@@ -980,13 +993,13 @@ fn resolvers_extend_the_standard_fields() {
     let pod = audit(POD_CREATE);
     let fields = (Extra, StandardFields);
     let condition = Condition::compile_with(
-        "ka.verb = create and ka.req.pod.containers.image intersects (nginx:1.27, busybox)",
+        "ka.verb = create and ka.req.pod.sidecar.image intersects (nginx:1.27, busybox)",
         &fields,
     )
     .unwrap();
     assert!(condition.matches(&pod));
-    assert!(Condition::compile("ka.req.pod.containers.image exists").is_err());
-    let image = fields.resolve("ka.req.pod.containers.image", None).unwrap();
+    assert!(Condition::compile("ka.req.pod.sidecar.image exists").is_err());
+    let image = fields.resolve("ka.req.pod.sidecar.image", None).unwrap();
     assert_eq!(image.extract(&pod).to_string(), "(nginx:1.27)");
 }
 

@@ -205,6 +205,14 @@ impl AuditHeader {
             .or(self.request_received_timestamp.as_deref())
     }
 
+    /// The time of the event ([`AuditHeader::timestamp`]) parsed, if it is valid RFC 3339.
+    pub fn event_time(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        let text = self.timestamp()?;
+        chrono::DateTime::parse_from_rfc3339(text)
+            .ok()
+            .map(|time| time.with_timezone(&chrono::Utc))
+    }
+
     /// The response code, if the event has one.
     pub fn response_code(&self) -> Option<i64> {
         self.response_status.as_ref().and_then(|status| status.code)

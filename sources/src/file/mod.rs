@@ -58,7 +58,9 @@ use std::time::Duration;
 
 use auditflow_core::component::{ComponentTask, SourceConfig, SourceContext};
 use auditflow_core::config::{parse_options, OptionError};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
+
+use crate::options::{deserialize_duration, deserialize_optional_duration};
 
 use crate::stdin::DEFAULT_MAX_LINE_BYTES;
 
@@ -153,26 +155,6 @@ fn default_poll_interval() -> Duration {
 
 fn default_checkpoint_interval() -> Duration {
     Duration::from_secs(1)
-}
-
-fn parse_duration<E: serde::de::Error>(text: &str) -> Result<Duration, E> {
-    humantime::parse_duration(text).map_err(|error| {
-        E::custom(format!(
-            "`{text}` is not a duration ({error}); write it like \"500ms\", \"1s\", \"5m\" or \"24h\""
-        ))
-    })
-}
-
-fn deserialize_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(deserializer)?;
-    parse_duration(&text)
-}
-
-fn deserialize_optional_duration<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<Duration>, D::Error> {
-    let text = String::deserialize(deserializer)?;
-    parse_duration(&text).map(Some)
 }
 
 /// The largest `fingerprint.max_bytes` accepted (it is read at every check of a file).

@@ -275,8 +275,16 @@ mod tests {
             format!(r#"{{"kind":"EventList","items":[{good},{{"auditID":"b"}},{good},[1]]}}"#);
         let failure = decode_document_whole(list.into_bytes(), &id).err();
         let failure = failure.expect("a list with bad items is refused");
-        assert!(failure.message.starts_with("2 of the 4 items"), "{}", failure.message);
-        assert!(failure.message.contains("item 1 (counting from 0)"), "{}", failure.message);
+        assert!(
+            failure.message.starts_with("2 of the 4 items"),
+            "{}",
+            failure.message
+        );
+        assert!(
+            failure.message.contains("item 1 (counting from 0)"),
+            "{}",
+            failure.message
+        );
         assert_eq!(failure.input, r#"{"auditID":"b"}"#);
         let failure = decode_document_whole(b"{\"kind\":".to_vec(), &id).err();
         assert_eq!(failure.map(|f| f.error_type), Some("invalid_json"));

@@ -14,7 +14,9 @@ pub fn parse_duration<E: serde::de::Error>(text: &str) -> Result<Duration, E> {
 }
 
 /// Deserializes a duration option (`deserialize_with`).
-pub fn deserialize_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+pub fn deserialize_duration<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Duration, D::Error> {
     let text = String::deserialize(deserializer)?;
     parse_duration(&text)
 }

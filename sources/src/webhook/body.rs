@@ -119,7 +119,10 @@ pub fn gunzip_limited(compressed: &[u8], limit: usize) -> Result<Vec<u8>, BodyEr
 fn reserve_within(out: &mut Vec<u8>, more: usize, limit: usize) {
     let needed = out.len() + more;
     if needed > out.capacity() {
-        let target = out.capacity().saturating_mul(2).clamp(needed, limit.max(needed));
+        let target = out
+            .capacity()
+            .saturating_mul(2)
+            .clamp(needed, limit.max(needed));
         out.reserve_exact(target - out.len());
     }
 }

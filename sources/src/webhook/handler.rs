@@ -264,7 +264,11 @@ impl Receiver {
             .map(|event| event.with_finalizer(finalizer.clone()))
             .collect();
         drop(finalizer);
-        match self.context.send_within(events, self.backpressure_wait).await {
+        match self
+            .context
+            .send_within(events, self.backpressure_wait)
+            .await
+        {
             Err(_refused) => Err(Refusal::retry_later(
                 StatusCode::TOO_MANY_REQUESTS,
                 "the pipeline is full (the sinks are behind); retry later",

@@ -186,7 +186,11 @@ fn check(config: &WebhookConfig) -> Vec<OptionError> {
             errors.push(OptionError::new(field, "must be longer than 0s"));
         }
     }
-    if config.auth.as_ref().is_some_and(|auth| auth.bearer_token.is_empty()) {
+    if config
+        .auth
+        .as_ref()
+        .is_some_and(|auth| auth.bearer_token.is_empty())
+    {
         errors.push(OptionError::new(
             "auth.bearer_token",
             "is empty; set it (\"${AUDIT_WEBHOOK_TOKEN}\" takes it from the environment) or remove `auth`",

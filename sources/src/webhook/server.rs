@@ -108,6 +108,8 @@ impl WebhookServer {
             };
             match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
                 Ok(Ok(stream)) => serve_http(stream, receiver, shutdown, timeout).await,
+                // A connection closed before its hello (a TCP probe) is not a failure.
+                Ok(Err(error)) if error.kind() == std::io::ErrorKind::UnexpectedEof => {}
                 Ok(Err(error)) => {
                     receiver.tls_failed();
                     tracing::debug!("webhook TLS handshake failed: {error}");

@@ -62,15 +62,24 @@ auth = { bearer_token = "" }"#,
             "auth.bearer_token"
         ]
     );
-    let errors = parse(&options(r#"address = "nowhere""#)).err().unwrap_or_default();
+    let errors = parse(&options(r#"address = "nowhere""#))
+        .err()
+        .unwrap_or_default();
     assert_eq!(errors.first().map(|e| e.field.as_str()), Some("address"));
     let errors = parse(&options("path = \"/\"")).err().unwrap_or_default();
-    assert!(errors.iter().any(|e| e.message.contains("`address` is required")));
+    assert!(errors
+        .iter()
+        .any(|e| e.message.contains("`address` is required")));
 }
 
 #[tokio::test]
 async fn a_body_within_the_limit_is_read_whole() {
-    let body = read_limited(Body::from(vec![7u8; 100]), 100, Some(100), Duration::from_secs(1));
+    let body = read_limited(
+        Body::from(vec![7u8; 100]),
+        100,
+        Some(100),
+        Duration::from_secs(1),
+    );
     assert_eq!(body.await.map(|b| b.len()), Ok(100));
 }
 
@@ -80,7 +89,12 @@ async fn a_body_past_the_limit_is_refused_by_its_length_or_while_it_streams() {
         limit: 99,
         decompressed: false,
     });
-    let declared = read_limited(Body::from(vec![0u8; 10]), 99, Some(100), Duration::from_secs(1));
+    let declared = read_limited(
+        Body::from(vec![0u8; 10]),
+        99,
+        Some(100),
+        Duration::from_secs(1),
+    );
     assert_eq!(declared.await, too_large);
     let chunks = (0..20).map(|_| Ok::<_, std::io::Error>(vec![0u8; 10]));
     let streamed = Body::from_stream(futures::stream::iter(chunks));
@@ -110,15 +124,24 @@ fn gzip_is_decompressed_up_to_the_limit_and_no_further() {
         })
     );
     let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
-    assert!(message.contains("decompresses to more than max_body_bytes"), "{message}");
+    assert!(
+        message.contains("decompresses to more than max_body_bytes"),
+        "{message}"
+    );
 }
 
 #[test]
 fn truncated_or_corrupt_gzip_is_an_error() {
     let whole = gzip(&b"{\"auditID\":\"a\"}".repeat(1000));
     let truncated = whole.get(..whole.len() / 2).unwrap_or_default();
-    assert!(matches!(gunzip_limited(truncated, 1 << 20), Err(BodyError::Gzip(_))));
-    assert!(matches!(gunzip_limited(b"not gzip", 1 << 20), Err(BodyError::Gzip(_))));
+    assert!(matches!(
+        gunzip_limited(truncated, 1 << 20),
+        Err(BodyError::Gzip(_))
+    ));
+    assert!(matches!(
+        gunzip_limited(b"not gzip", 1 << 20),
+        Err(BodyError::Gzip(_))
+    ));
 }
 
 fn headers(pairs: &[(header::HeaderName, &'static str)]) -> HeaderMap {
@@ -130,21 +153,38 @@ fn headers(pairs: &[(header::HeaderName, &'static str)]) -> HeaderMap {
 
 #[test]
 fn only_json_is_accepted() {
-    for accepted in ["application/json", "application/json; charset=utf-8", "Application/JSON"] {
+    for accepted in [
+        "application/json",
+        "application/json; charset=utf-8",
+        "Application/JSON",
+    ] {
         assert!(check_content_type(&headers(&[(header::CONTENT_TYPE, accepted)])).is_ok());
     }
     let refused = check_content_type(&headers(&[(header::CONTENT_TYPE, "text/plain")]));
     let refused = refused.err().expect("text/plain is refused");
     assert_eq!(refused.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    assert!(refused.message.contains("`text/plain`"), "{}", refused.message);
+    assert!(
+        refused.message.contains("`text/plain`"),
+        "{}",
+        refused.message
+    );
     assert!(check_content_type(&HeaderMap::new()).is_err());
 }
 
 #[test]
 fn gzip_and_identity_are_the_encodings_accepted() {
     assert_eq!(is_gzip(&HeaderMap::new()), Ok(false));
-    assert_eq!(is_gzip(&headers(&[(header::CONTENT_ENCODING, "gzip")])), Ok(true));
-    assert_eq!(is_gzip(&headers(&[(header::CONTENT_ENCODING, "identity")])), Ok(false));
+    assert_eq!(
+        is_gzip(&headers(&[(header::CONTENT_ENCODING, "gzip")])),
+        Ok(true)
+    );
+    assert_eq!(
+        is_gzip(&headers(&[(header::CONTENT_ENCODING, "identity")])),
+        Ok(false)
+    );
     let refused = is_gzip(&headers(&[(header::CONTENT_ENCODING, "br")])).err();
-    assert_eq!(refused.map(|r| r.status), Some(StatusCode::UNSUPPORTED_MEDIA_TYPE));
+    assert_eq!(
+        refused.map(|r| r.status),
+        Some(StatusCode::UNSUPPORTED_MEDIA_TYPE)
+    );
 }

@@ -37,13 +37,19 @@ pub fn acceptor(options: &TlsOptions) -> anyhow::Result<TlsAcceptor> {
             let mut roots = RootCertStore::empty();
             for certificate in load_certificates(path, "tls.client_ca_file")? {
                 roots.add(certificate).with_context(|| {
-                    format!("tls.client_ca_file {} holds an invalid CA certificate", path.display())
+                    format!(
+                        "tls.client_ca_file {} holds an invalid CA certificate",
+                        path.display()
+                    )
                 })?;
             }
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .build()
                 .with_context(|| {
-                    format!("cannot verify clients with tls.client_ca_file {}", path.display())
+                    format!(
+                        "cannot verify clients with tls.client_ca_file {}",
+                        path.display()
+                    )
                 })?;
             builder.with_client_cert_verifier(verifier)
         }

@@ -9,6 +9,7 @@ use crate::component::{ComponentTask, SinkContext, SourceContext};
 #[serde(deny_unknown_fields)]
 struct TestOptions {
     #[serde(default)]
+    #[allow(dead_code)] // accepted as an option; its value is never used
     path: Option<String>,
 }
 

@@ -161,7 +161,7 @@ fn only_json_is_accepted() {
         assert!(check_content_type(&headers(&[(header::CONTENT_TYPE, accepted)])).is_ok());
     }
     let refused = check_content_type(&headers(&[(header::CONTENT_TYPE, "text/plain")]));
-    let refused = refused.err().expect("text/plain is refused");
+    let refused = refused.expect_err("text/plain is refused");
     assert_eq!(refused.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert!(
         refused.message.contains("`text/plain`"),

@@ -668,3 +668,35 @@ fn hostile_input_is_refused_without_harm() {
     assert!(errors.iter().all(|record| record["component_id"] == "hook"));
     pipeline.stop();
 }
+
+#[test]
+fn a_failed_delivery_is_answered_503_with_retry_after() {
+    // Every write to /dev/full fails (no space left on device).
+    let pipeline = Pipeline::start(
+        AUTH,
+        "[sinks.full]\ntype = \"file\"\ninputs = [\"hook\"]\npath = \"/dev/full\"",
+    );
+    let url = pipeline.url("http");
+    let answer = runtime().block_on(post(
+        &Client::new(),
+        &url,
+        event_list(&ids("lost", 3)),
+        false,
+    ));
+    let answer = answer.expect("a response");
+    assert_eq!(
+        answer.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        answer.body
+    );
+    assert_eq!(answer.retry_after, Some(1));
+    assert!(answer.body.contains("could not deliver"), "{}", answer.body);
+    let metrics = pipeline.metrics();
+    let failed = metric(
+        &metrics,
+        "auditflow_component_errors_total",
+        &[("component_id", "hook"), ("error_type", "delivery_failed")],
+    );
+    assert_eq!(failed, Some(1.0), "{metrics}");
+}

@@ -123,7 +123,12 @@ async fn main() -> anyhow::Result<()> {
     let deadline = started + Duration::from_secs(args.seconds);
     let mut tasks = Vec::new();
     for c in 0..args.clients {
-        tasks.push(tokio::spawn(client(args.clone(), bodies.clone(), c, deadline)));
+        tasks.push(tokio::spawn(client(
+            args.clone(),
+            bodies.clone(),
+            c,
+            deadline,
+        )));
     }
     let mut total = Outcome {
         latency: Some(Histogram::new_with_bounds(1, 600_000_000, 3)?),

@@ -237,6 +237,16 @@ impl SourceContext {
         self.output.send(batch).await
     }
 
+    /// Sends a batch only if the pipeline can take it within `wait`; otherwise hands it back.
+    ///
+    /// For sources that answer a client and refuse work when the pipeline is full
+    /// (the webhook source answers 429) instead of waiting without bound; see
+    /// [`OutputPort::send_within`]. `Ok(false)`: nothing downstream can take
+    /// events any more; `Err(batch)`: the pipeline stayed full for `wait`.
+    pub async fn send_within(&self, batch: Vec<Event>, wait: Duration) -> Result<bool, Vec<Event>> {
+        self.output.send_within(batch, wait).await
+    }
+
     /// Counts and sends `errors` records for several inputs at once.
     ///
     /// With a finalizer, the records are acknowledged with the batch they came in.

@@ -176,17 +176,10 @@ pub fn decode_bytes(
     events: &mut Vec<Event>,
     failures: &mut Vec<InputFailure>,
 ) {
-    let text = match String::from_utf8(bytes) {
+    let text = match utf8_text(bytes) {
         Ok(text) => text,
-        Err(error) => {
-            failures.push(InputFailure {
-                error_type: "invalid_utf8",
-                message: format!(
-                    "invalid UTF-8 at byte {}; audit events are UTF-8 JSON",
-                    error.utf8_error().valid_up_to()
-                ),
-                input: String::from_utf8_lossy(error.as_bytes()).into_owned(),
-            });
+        Err(failure) => {
+            failures.push(failure);
             return;
         }
     };
@@ -197,6 +190,67 @@ pub fn decode_bytes(
         Ok(items) => push_items(items, source_id, events, failures),
         Err((error, text)) => failures.push(failure(&error, &text)),
     }
+}
+
+/// Decodes one document (an `Event` or an `EventList`) as a whole: all its items
+/// become events, or, if any is not a valid audit event, none does.
+///
+/// For a source whose client must learn that its request was refused (the
+/// webhook source answers 400): the failure names the first bad item, its
+/// position, and how many are bad; its `input` is that item's text (or the
+/// document's, when the document as a whole is unusable).
+pub fn decode_document_whole(
+    bytes: Vec<u8>,
+    source_id: &Arc<str>,
+) -> Result<Vec<Event>, InputFailure> {
+    let text = utf8_text(bytes)?;
+    if text.trim().is_empty() {
+        return Err(InputFailure {
+            error_type: "invalid_json",
+            message: "the body is empty; send an audit Event or EventList as JSON".to_string(),
+            input: String::new(),
+        });
+    }
+    let items = decode_document_owned(text).map_err(|(error, text)| failure(&error, &text))?;
+    let total = items.len();
+    let mut events = Vec::with_capacity(total);
+    let mut first_bad = None;
+    let mut bad = 0usize;
+    for (index, item) in items.into_iter().enumerate() {
+        match item {
+            Ok(event) => events.push(Event::new(
+                Payload::Audit(Arc::new(event)),
+                source_id.clone(),
+            )),
+            Err(item) => {
+                bad += 1;
+                first_bad.get_or_insert((index, item));
+            }
+        }
+    }
+    match first_bad {
+        None => Ok(events),
+        Some((index, item)) => Err(InputFailure {
+            error_type: item.error.kind(),
+            message: format!(
+                "{bad} of the {total} items of the EventList are not valid audit events; the first is item {index} (counting from 0): {}",
+                item.error
+            ),
+            input: item.input,
+        }),
+    }
+}
+
+/// The bytes as text, or a failure naming where they stop being UTF-8.
+fn utf8_text(bytes: Vec<u8>) -> Result<String, InputFailure> {
+    String::from_utf8(bytes).map_err(|error| InputFailure {
+        error_type: "invalid_utf8",
+        message: format!(
+            "invalid UTF-8 at byte {}; audit events are UTF-8 JSON",
+            error.utf8_error().valid_up_to()
+        ),
+        input: String::from_utf8_lossy(error.as_bytes()).into_owned(),
+    })
 }
 
 /// Appends the events of a decoded document; its bad items become failures with their own text.
@@ -262,6 +316,34 @@ mod tests {
         assert_eq!(events.len(), 1);
         let kinds: Vec<&str> = failures.iter().map(|f| f.error_type).collect();
         assert_eq!(kinds, vec!["invalid_json", "invalid_utf8", "too_large"]);
+    }
+
+    #[test]
+    fn a_whole_document_is_all_events_or_one_failure_naming_the_first_bad_item() {
+        let id: Arc<str> = "in".into();
+        let good = r#"{"auditID":"a","stage":"ResponseComplete","verb":"get"}"#;
+        let list = format!(r#"{{"kind":"EventList","items":[{good},{good}]}}"#);
+        let events = decode_document_whole(list.into_bytes(), &id).map(|e| e.len());
+        assert_eq!(events, Ok(2));
+        let list =
+            format!(r#"{{"kind":"EventList","items":[{good},{{"auditID":"b"}},{good},[1]]}}"#);
+        let failure = decode_document_whole(list.into_bytes(), &id).err();
+        let failure = failure.expect("a list with bad items is refused");
+        assert!(
+            failure.message.starts_with("2 of the 4 items"),
+            "{}",
+            failure.message
+        );
+        assert!(
+            failure.message.contains("item 1 (counting from 0)"),
+            "{}",
+            failure.message
+        );
+        assert_eq!(failure.input, r#"{"auditID":"b"}"#);
+        let failure = decode_document_whole(b"{\"kind\":".to_vec(), &id).err();
+        assert_eq!(failure.map(|f| f.error_type), Some("invalid_json"));
+        let failure = decode_document_whole(b" ".to_vec(), &id).err();
+        assert!(failure.is_some_and(|f| f.message.contains("empty")));
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod decode;
 pub mod file;
 pub mod framing;
 pub mod stdin;
+pub mod webhook;
 
 use auditflow_core::component::{Catalog, ComponentSpec};
 
@@ -17,4 +18,5 @@ use auditflow_core::component::{Catalog, ComponentSpec};
 pub fn register(catalog: &mut Catalog) {
     catalog.register("file", ComponentSpec::Source(file::parse));
     catalog.register("stdin", ComponentSpec::Source(stdin::parse));
+    catalog.register("webhook", ComponentSpec::Source(webhook::parse));
 }

@@ -225,3 +225,24 @@ pub fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStat
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Starts `auditflow run` with its logs written to `auditflow.log` in the workspace
+/// (a server that logs much never blocks on a full pipe).
+pub fn start_logged(workspace: &Workspace, config: &Path) -> Child {
+    let log = std::fs::File::create(workspace.path("auditflow.log")).expect("create the log file");
+    Command::new(binary())
+        .args(["run", "--config"])
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start auditflow")
+}
+
+/// Waits until something accepts TCP connections on 127.0.0.1:`port`.
+pub fn wait_for_port(port: u16, timeout: Duration) {
+    wait_for(timeout, &format!("a server on port {port}"), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+}

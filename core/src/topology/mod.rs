@@ -101,6 +101,54 @@ impl OutputPort {
         delivered_somewhere
     }
 
+    /// Sends a batch if every reader can take it within `wait`; otherwise hands it back unsent.
+    ///
+    /// For a source that answers a client and must refuse work ("retry later")
+    /// rather than wait without bound (the webhook source). A slot is reserved in
+    /// every reader's channel before anything is sent, so the batch goes to all
+    /// readers or to none. A zero `wait` takes free slots only.
+    ///
+    /// `Ok(false)`: no reader can take events any more; `Err(batch)`: full.
+    pub async fn send_within(&self, batch: Batch, wait: Duration) -> Result<bool, Batch> {
+        if batch.is_empty() {
+            return Ok(true);
+        }
+        if self.edges.is_empty() {
+            self.discard(batch);
+            return Ok(true);
+        }
+        let reserve_all = async {
+            let mut permits = Vec::with_capacity(self.edges.len());
+            for edge in &self.edges {
+                permits.push((edge, edge.sender.reserve().await.ok()));
+            }
+            permits
+        };
+        let Ok(permits) = tokio::time::timeout(wait, reserve_all).await else {
+            return Err(batch);
+        };
+        self.sent.add(batch.len() as u64);
+        let mut delivered_somewhere = false;
+        let last = permits.len() - 1;
+        let mut batch = Some(batch);
+        for (index, (edge, permit)) in permits.into_iter().enumerate() {
+            let copy = if index == last {
+                batch.take().unwrap_or_default()
+            } else {
+                batch.clone().unwrap_or_default()
+            };
+            match permit {
+                Some(permit) => {
+                    edge.buffer.add(copy.len() as i64);
+                    permit.send(copy);
+                    delivered_somewhere = true;
+                }
+                None => report_stopped(edge, copy),
+            }
+        }
+        Ok(delivered_somewhere)
+    }
+
     fn discard(&self, batch: Batch) {
         self.discarded.add(batch.len() as u64);
         let mut last = match self.last_drop_warning.lock() {
@@ -126,11 +174,16 @@ async fn send_on_edge(edge: &Edge, batch: Batch) -> bool {
         Ok(()) => true,
         Err(mpsc::error::SendError(batch)) => {
             edge.buffer.add(-count);
-            tracing::error!(component_id = %edge.receiver_id, "a component stopped while events were sent to it; they are reported as not delivered");
-            finalize_events(batch, BatchStatus::Errored);
+            report_stopped(edge, batch);
             false
         }
     }
+}
+
+/// Reports a batch sent to a component that has stopped as not delivered.
+fn report_stopped(edge: &Edge, batch: Batch) {
+    tracing::error!(component_id = %edge.receiver_id, "a component stopped while events were sent to it; they are reported as not delivered");
+    finalize_events(batch, BatchStatus::Errored);
 }
 
 /// The input of a transform or sink: batches from every upstream, in arrival order.

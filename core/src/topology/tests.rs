@@ -306,3 +306,50 @@ async fn shutdown_token_stops_a_running_pipeline() {
     let result = tokio::time::timeout(Duration::from_secs(5), running).await;
     assert!(matches!(result, Ok(Ok(Ok(())))));
 }
+
+fn edge(capacity: usize) -> (super::Edge, mpsc::Receiver<Vec<Event>>) {
+    let (sender, receiver) = mpsc::channel(capacity);
+    let edge = super::Edge {
+        sender,
+        buffer: Default::default(),
+        receiver_id: "reader".into(),
+    };
+    (edge, receiver)
+}
+
+fn one_event() -> Vec<Event> {
+    let event = AuditEvent::parse(EVENT).expect("a valid event");
+    vec![Event::new(Payload::Audit(Arc::new(event)), "in".into())]
+}
+
+#[tokio::test]
+async fn send_within_sends_to_every_reader_or_to_none() {
+    let registry = Registry::new();
+    let metrics =
+        crate::metrics::ComponentMetrics::new(&registry, "in", ComponentKind::Source, "t");
+    let (free, mut free_receiver) = edge(1);
+    let (full, mut full_receiver) = edge(1);
+    let port = super::OutputPort::new("in".into(), vec![free, full], &metrics, None);
+    assert!(matches!(
+        port.send_within(one_event(), Duration::ZERO).await,
+        Ok(true)
+    ));
+    // The second reader's one slot is taken now: nothing may reach the first one either.
+    assert_eq!(free_receiver.recv().await.map(|b| b.len()), Some(1));
+    let refused = port
+        .send_within(one_event(), Duration::from_millis(20))
+        .await;
+    assert!(matches!(refused, Err(batch) if batch.len() == 1));
+    assert!(free_receiver.try_recv().is_err());
+    assert_eq!(full_receiver.recv().await.map(|b| b.len()), Some(1));
+    assert!(matches!(
+        port.send_within(one_event(), Duration::ZERO).await,
+        Ok(true)
+    ));
+    assert!(free_receiver.try_recv().is_ok() && full_receiver.try_recv().is_ok());
+    drop((free_receiver, full_receiver));
+    assert!(matches!(
+        port.send_within(one_event(), Duration::ZERO).await,
+        Ok(false)
+    ));
+}

@@ -142,10 +142,12 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// A plain HTTP/1.1 GET; returns the status code and body.
+/// A plain HTTP/1.1 GET; returns the status code and body (waits up to 30 s: a loaded machine answers late).
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .ok()?;
     write!(
         stream,
         "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"

@@ -3,6 +3,7 @@
 //!
 //! One module per transform `type`; [`register`] adds them all to a catalog.
 
+pub mod audit_policy;
 pub mod filter;
 pub mod route;
 
@@ -14,6 +15,10 @@ use auditflow_core::config::OptionError;
 pub fn register(catalog: &mut Catalog) {
     catalog.register("filter", ComponentSpec::Transform(filter::parse));
     catalog.register("route", ComponentSpec::Transform(route::parse));
+    catalog.register(
+        "audit_policy",
+        ComponentSpec::Transform(audit_policy::parse),
+    );
 }
 
 /// Compiles a condition option, naming the option and position of a syntax error.

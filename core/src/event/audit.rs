@@ -516,6 +516,28 @@ impl AuditEventEdit {
         }
     }
 
+    /// Changes a top-level field in place through its parsed JSON value.
+    ///
+    /// `change` returns whether it changed anything; only then is the field
+    /// written back (object keys keep their order). Returns whether the field was
+    /// there and changed.
+    pub fn update(
+        &mut self,
+        name: &str,
+        change: impl FnOnce(&mut serde_json::Value) -> bool,
+    ) -> Result<bool, EventError> {
+        let Some(raw) = self.fields.get(name) else {
+            return Ok(false);
+        };
+        let mut value: serde_json::Value =
+            serde_json::from_str(raw.get()).map_err(EventError::from_json)?;
+        if !change(&mut value) {
+            return Ok(false);
+        }
+        self.set(name, &value)?;
+        Ok(true)
+    }
+
     /// Writes the edited fields back into an event (re-reading its header).
     pub fn finish(self) -> Result<AuditEvent, EventError> {
         let text = serde_json::to_string(&self.fields).map_err(EventError::from_json)?;

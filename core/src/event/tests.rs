@@ -138,3 +138,24 @@ fn error_record_truncates_input() {
     assert_eq!(record["input"].as_str().unwrap().len(), 64 * 1024);
     assert_eq!(record["component_id"], "in");
 }
+
+#[test]
+fn update_rewrites_one_field_and_keeps_key_order() {
+    let text = r#"{"auditID":"a","stage":"ResponseComplete","verb":"create","requestObject":{"z":1,"data":{"k":"v"},"a":2},"after":1.50}"#;
+    let event = AuditEvent::parse(text).unwrap();
+    let mut edit = event.edit().unwrap();
+    let changed = edit
+        .update("requestObject", |body| {
+            body["data"]["k"] = "x".into();
+            true
+        })
+        .unwrap();
+    assert!(changed);
+    assert!(!edit.update("missing", |_| true).unwrap());
+    assert!(!edit.update("after", |_| false).unwrap());
+    let edited = edit.finish().unwrap();
+    assert_eq!(
+        edited.as_json(),
+        r#"{"auditID":"a","stage":"ResponseComplete","verb":"create","requestObject":{"z":1,"data":{"k":"x"},"a":2},"after":1.50}"#
+    );
+}

@@ -5,6 +5,7 @@
 
 pub mod audit_policy;
 pub mod filter;
+pub mod redact;
 pub mod route;
 
 use auditflow_core::component::{Catalog, ComponentSpec};
@@ -19,6 +20,7 @@ pub fn register(catalog: &mut Catalog) {
         "audit_policy",
         ComponentSpec::Transform(audit_policy::parse),
     );
+    catalog.register("redact", ComponentSpec::Transform(redact::parse));
 }
 
 /// Compiles a condition option, naming the option and position of a syntax error.

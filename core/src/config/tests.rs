@@ -8,6 +8,8 @@ use crate::component::{ComponentTask, SinkContext, SourceContext};
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TestOptions {
+    // Only there to be accepted as an option; never read.
+    #[allow(dead_code)]
     #[serde(default)]
     path: Option<String>,
 }

@@ -20,7 +20,7 @@ pub enum Applied {
     /// The event is already as the decision wants it.
     Unchanged,
     /// The event with bodies removed and its level set.
-    Edited(AuditEvent),
+    Edited(Box<AuditEvent>),
     /// The event is not logged.
     Dropped(DropReason),
 }
@@ -49,7 +49,10 @@ const RESPONSE_OBJECT: &str = "responseObject";
 
 /// The level an event ends up at: the lower of the one it was logged at and the decided one.
 pub fn effective_level(event: &AuditEvent, decided: Level) -> Level {
-    event.header().level.map_or(decided, |logged| logged.min(decided))
+    event
+        .header()
+        .level
+        .map_or(decided, |logged| logged.min(decided))
 }
 
 /// Applies a decision to an event.
@@ -81,7 +84,10 @@ pub fn apply(event: &AuditEvent, decision: &Decision<'_>) -> Result<Applied, Eve
     if drop_response {
         edit.remove(RESPONSE_OBJECT);
     }
-    for (strip, body) in [(strip_request, REQUEST_OBJECT), (strip_response, RESPONSE_OBJECT)] {
+    for (strip, body) in [
+        (strip_request, REQUEST_OBJECT),
+        (strip_response, RESPONSE_OBJECT),
+    ] {
         if strip {
             remove_managed_fields(&mut edit, body)?;
         }
@@ -89,7 +95,7 @@ pub fn apply(event: &AuditEvent, decision: &Decision<'_>) -> Result<Applied, Eve
     if set_level {
         edit.set("level", &Value::from(level.as_str()))?;
     }
-    edit.finish().map(Applied::Edited)
+    edit.finish().map(|event| Applied::Edited(Box::new(event)))
 }
 
 /// Removes `metadata.managedFields` from a body, or from each item of a list body.
@@ -137,7 +143,7 @@ mod tests {
 
     fn edited(event: &AuditEvent) -> AuditEvent {
         match applied(event) {
-            Applied::Edited(event) => event,
+            Applied::Edited(event) => *event,
             other => panic!("expected an edit, got {other:?}"),
         }
     }
@@ -168,7 +174,12 @@ mod tests {
 
     #[test]
     fn request_removes_the_response_and_managed_fields() {
-        let create = event("create", "ResponseComplete", "RequestResponse", "configmaps");
+        let create = event(
+            "create",
+            "ResponseComplete",
+            "RequestResponse",
+            "configmaps",
+        );
         let result = edited(&create);
         assert_eq!(result.header().level, Some(Level::Request));
         assert_eq!(result.response_object(), None);
@@ -176,7 +187,9 @@ mod tests {
             result.request_object(),
             Some(r#"{"kind":"ConfigMap","metadata":{"name":"c"},"data":{"a":"1"}}"#)
         );
-        assert!(result.as_json().ends_with(r#""futureField":{"n":1.50},"annotations":{"x":"y"}}"#));
+        assert!(result
+            .as_json()
+            .ends_with(r#""futureField":{"n":1.50},"annotations":{"x":"y"}}"#));
     }
 
     #[test]
@@ -215,7 +228,9 @@ mod tests {
         .unwrap();
         assert_eq!(
             edited(&list).request_object(),
-            Some(r#"{"kind":"ConfigMapList","metadata":{},"items":[{"metadata":{"name":"a"}},{"metadata":{"name":"b"}}]}"#)
+            Some(
+                r#"{"kind":"ConfigMapList","metadata":{},"items":[{"metadata":{"name":"a"}},{"metadata":{"name":"b"}}]}"#
+            )
         );
     }
 }

@@ -152,14 +152,15 @@ impl Transform for AuditPolicy {
             let decision = self.policy.decide(&RequestAttributes::of(audit.header()));
             match apply(audit, &decision) {
                 Ok(Applied::Unchanged) => {
-                    self.metrics.kept(apply::effective_level(audit, decision.level));
+                    self.metrics
+                        .kept(apply::effective_level(audit, decision.level));
                     output.push(event);
                 }
                 Ok(Applied::Edited(edited)) => {
                     self.metrics
                         .kept(edited.header().level.unwrap_or(decision.level));
                     let mut event = event;
-                    event.payload = Payload::Audit(Arc::new(edited));
+                    event.payload = Payload::Audit(Arc::new(*edited));
                     output.push(event);
                 }
                 Ok(Applied::Dropped(reason)) => self.metrics.dropped(reason),

@@ -155,16 +155,16 @@ impl Policy {
 
     /// Parses and checks a policy from its YAML (or JSON) text.
     pub fn parse(text: &str) -> Result<Policy, Vec<PolicyError>> {
-        let document: PolicyDocument =
-            serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text)).map_err(
-                |error| {
-                    let field = error.path().to_string();
-                    let field = if field == "." { String::new() } else { field };
-                    let message = error.into_inner().to_string();
-                    let message = without_path(&message, &field).to_string();
-                    vec![PolicyError::new(field, message)]
-                },
-            )?;
+        let document: PolicyDocument = serde_path_to_error::deserialize(
+            serde_yaml::Deserializer::from_str(text),
+        )
+        .map_err(|error| {
+            let field = error.path().to_string();
+            let field = if field == "." { String::new() } else { field };
+            let message = error.into_inner().to_string();
+            let message = without_path(&message, &field).to_string();
+            vec![PolicyError::new(field, message)]
+        })?;
         document.check()
     }
 
@@ -193,7 +193,8 @@ impl PolicyDocument {
                 "kind",
                 format!(
                     "expected `kind: Policy`, found {}",
-                    self.kind.map_or("nothing".to_string(), |k| format!("`{k}`"))
+                    self.kind
+                        .map_or("nothing".to_string(), |k| format!("`{k}`"))
                 ),
             ));
         }
@@ -372,8 +373,7 @@ fn valid_resource_pattern(pattern: &str) -> bool {
         None => !resource.contains('*') && !resource.is_empty(),
         Some(sub) => {
             let plain = |s: &str| !s.is_empty() && !s.contains('*') && !s.contains('/');
-            (resource == "*" && plain(sub))
-                || (plain(resource) && (sub == "*" || plain(sub)))
+            (resource == "*" && plain(sub)) || (plain(resource) && (sub == "*" || plain(sub)))
         }
     }
 }
@@ -490,6 +490,9 @@ mod tests {
     #[test]
     fn wrong_types_name_the_field() {
         let found = errors(&format!("{HEAD}rules:\n- level: None\n  users: alice\n"));
-        assert!(found[0].starts_with("rules[0].users: invalid type"), "{found:?}");
+        assert!(
+            found[0].starts_with("rules[0].users: invalid type"),
+            "{found:?}"
+        );
     }
 }

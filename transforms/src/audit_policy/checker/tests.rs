@@ -48,71 +48,248 @@ fn policy(rules: &str) -> Policy {
 
 /// (rule, event, whether it matches)
 fn table() -> Vec<(&'static str, AuditEvent, bool)> {
-    let alice = |verb: &str, target: &str| event("alice", &["dev", "system:authenticated"], verb, target);
+    let alice =
+        |verb: &str, target: &str| event("alice", &["dev", "system:authenticated"], verb, target);
     vec![
         // users
         ("users: [alice]", alice("get", "default//pods//p"), true),
         ("users: [bob]", alice("get", "default//pods//p"), false),
         // userGroups: any of the user's groups
-        ("userGroups: [system:authenticated]", alice("get", "/healthz"), true),
+        (
+            "userGroups: [system:authenticated]",
+            alice("get", "/healthz"),
+            true,
+        ),
         ("userGroups: [ops, dev]", alice("get", "/healthz"), true),
-        ("userGroups: [system:nodes]", alice("get", "/healthz"), false),
+        (
+            "userGroups: [system:nodes]",
+            alice("get", "/healthz"),
+            false,
+        ),
         // verbs
         ("verbs: [get, list]", alice("list", "default//pods//"), true),
-        ("verbs: [get, list]", alice("watch", "default//pods//"), false),
+        (
+            "verbs: [get, list]",
+            alice("watch", "default//pods//"),
+            false,
+        ),
         // namespaces; "" is cluster-scoped; resource requests only
-        ("namespaces: [kube-system]", alice("get", "kube-system//pods//p"), true),
-        ("namespaces: [kube-system]", alice("get", "default//pods//p"), false),
+        (
+            "namespaces: [kube-system]",
+            alice("get", "kube-system//pods//p"),
+            true,
+        ),
+        (
+            "namespaces: [kube-system]",
+            alice("get", "default//pods//p"),
+            false,
+        ),
         ("namespaces: [\"\"]", alice("get", "//nodes//n1"), true),
-        ("namespaces: [\"\"]", alice("get", "default//pods//p"), false),
+        (
+            "namespaces: [\"\"]",
+            alice("get", "default//pods//p"),
+            false,
+        ),
         ("namespaces: [kube-system]", alice("get", "/healthz"), false),
         // resources: group, plain, *, subresources
-        ("resources: [{group: \"\", resources: [pods]}]", alice("get", "default//pods//p"), true),
-        ("resources: [{group: \"\", resources: [pods]}]", alice("get", "default//pods/log/p"), false),
-        ("resources: [{group: \"\", resources: [pods]}]", alice("get", "default/apps/deployments//d"), false),
-        ("resources: [{group: \"\", resources: [pods]}]", alice("get", "/api/v1/pods"), false),
-        ("resources: [{group: apps}]", alice("get", "default/apps/deployments//d"), true),
-        ("resources: [{group: apps}]", alice("get", "default/apps/deployments/scale/d"), true),
-        ("resources: [{group: apps}]", alice("get", "default//pods//p"), false),
-        ("resources: [{group: \"\"}]", alice("get", "default//pods/exec/p"), true),
-        ("resources: [{resources: [\"*\"]}]", alice("get", "default//pods/exec/p"), true),
-        ("resources: [{resources: [\"*\"]}]", alice("get", "default/apps/deployments//d"), false),
-        ("resources: [{resources: [pods/exec]}]", alice("create", "default//pods/exec/p"), true),
-        ("resources: [{resources: [pods/exec]}]", alice("create", "default//pods/attach/p"), false),
-        ("resources: [{resources: [pods/exec]}]", alice("get", "default//pods//p"), false),
-        ("resources: [{group: apps, resources: [\"*/status\"]}]", alice("update", "default/apps/deployments/status/d"), true),
-        ("resources: [{resources: [\"*/status\"]}]", alice("update", "default//pods//p"), false),
-        ("resources: [{resources: [\"*/status\"]}]", alice("update", "default//pods/log/p"), false),
-        ("resources: [{resources: [\"pods/*\"]}]", alice("get", "default//pods//p"), true),
-        ("resources: [{resources: [\"pods/*\"]}]", alice("get", "default//pods/log/p"), true),
-        ("resources: [{resources: [\"pods/*\"]}]", alice("get", "default//configmaps//c"), false),
+        (
+            "resources: [{group: \"\", resources: [pods]}]",
+            alice("get", "default//pods//p"),
+            true,
+        ),
+        (
+            "resources: [{group: \"\", resources: [pods]}]",
+            alice("get", "default//pods/log/p"),
+            false,
+        ),
+        (
+            "resources: [{group: \"\", resources: [pods]}]",
+            alice("get", "default/apps/deployments//d"),
+            false,
+        ),
+        (
+            "resources: [{group: \"\", resources: [pods]}]",
+            alice("get", "/api/v1/pods"),
+            false,
+        ),
+        (
+            "resources: [{group: apps}]",
+            alice("get", "default/apps/deployments//d"),
+            true,
+        ),
+        (
+            "resources: [{group: apps}]",
+            alice("get", "default/apps/deployments/scale/d"),
+            true,
+        ),
+        (
+            "resources: [{group: apps}]",
+            alice("get", "default//pods//p"),
+            false,
+        ),
+        (
+            "resources: [{group: \"\"}]",
+            alice("get", "default//pods/exec/p"),
+            true,
+        ),
+        (
+            "resources: [{resources: [\"*\"]}]",
+            alice("get", "default//pods/exec/p"),
+            true,
+        ),
+        (
+            "resources: [{resources: [\"*\"]}]",
+            alice("get", "default/apps/deployments//d"),
+            false,
+        ),
+        (
+            "resources: [{resources: [pods/exec]}]",
+            alice("create", "default//pods/exec/p"),
+            true,
+        ),
+        (
+            "resources: [{resources: [pods/exec]}]",
+            alice("create", "default//pods/attach/p"),
+            false,
+        ),
+        (
+            "resources: [{resources: [pods/exec]}]",
+            alice("get", "default//pods//p"),
+            false,
+        ),
+        (
+            "resources: [{group: apps, resources: [\"*/status\"]}]",
+            alice("update", "default/apps/deployments/status/d"),
+            true,
+        ),
+        (
+            "resources: [{resources: [\"*/status\"]}]",
+            alice("update", "default//pods//p"),
+            false,
+        ),
+        (
+            "resources: [{resources: [\"*/status\"]}]",
+            alice("update", "default//pods/log/p"),
+            false,
+        ),
+        (
+            "resources: [{resources: [\"pods/*\"]}]",
+            alice("get", "default//pods//p"),
+            true,
+        ),
+        (
+            "resources: [{resources: [\"pods/*\"]}]",
+            alice("get", "default//pods/log/p"),
+            true,
+        ),
+        (
+            "resources: [{resources: [\"pods/*\"]}]",
+            alice("get", "default//configmaps//c"),
+            false,
+        ),
         // resourceNames
-        ("resources: [{resources: [configmaps], resourceNames: [kube-proxy]}]", alice("get", "kube-system//configmaps//kube-proxy"), true),
-        ("resources: [{resources: [configmaps], resourceNames: [kube-proxy]}]", alice("get", "kube-system//configmaps//other"), false),
-        ("resources: [{resources: [configmaps], resourceNames: [kube-proxy]}]", alice("list", "kube-system//configmaps//"), false),
+        (
+            "resources: [{resources: [configmaps], resourceNames: [kube-proxy]}]",
+            alice("get", "kube-system//configmaps//kube-proxy"),
+            true,
+        ),
+        (
+            "resources: [{resources: [configmaps], resourceNames: [kube-proxy]}]",
+            alice("get", "kube-system//configmaps//other"),
+            false,
+        ),
+        (
+            "resources: [{resources: [configmaps], resourceNames: [kube-proxy]}]",
+            alice("list", "kube-system//configmaps//"),
+            false,
+        ),
         // several entries: any of them
-        ("resources: [{group: apps, resources: [deployments]}, {resources: [pods]}]", alice("get", "default//pods//p"), true),
+        (
+            "resources: [{group: apps, resources: [deployments]}, {resources: [pods]}]",
+            alice("get", "default//pods//p"),
+            true,
+        ),
         // namespaces and resources together: both must hold
-        ("namespaces: [kube-system]\n  resources: [{resources: [secrets]}]", alice("get", "kube-system//secrets//s"), true),
-        ("namespaces: [kube-system]\n  resources: [{resources: [secrets]}]", alice("get", "default//secrets//s"), false),
+        (
+            "namespaces: [kube-system]\n  resources: [{resources: [secrets]}]",
+            alice("get", "kube-system//secrets//s"),
+            true,
+        ),
+        (
+            "namespaces: [kube-system]\n  resources: [{resources: [secrets]}]",
+            alice("get", "default//secrets//s"),
+            false,
+        ),
         // nonResourceURLs: exact, prefix *, *, non-resource requests only
-        ("nonResourceURLs: [/healthz]", alice("get", "/healthz"), true),
-        ("nonResourceURLs: [/healthz]", alice("get", "/healthz?verbose=1"), true),
-        ("nonResourceURLs: [/healthz]", alice("get", "/healthz/etcd"), false),
-        ("nonResourceURLs: [\"/healthz*\"]", alice("get", "/healthz/etcd"), true),
-        ("nonResourceURLs: [\"/healthz*\"]", alice("get", "/healthzz"), true),
-        ("nonResourceURLs: [\"/healthz/*\"]", alice("get", "/healthz"), false),
-        ("nonResourceURLs: [\"/metrics\", \"/version\"]", alice("get", "/version"), true),
-        ("nonResourceURLs: [\"*\"]", alice("get", "/openapi/v2"), true),
-        ("nonResourceURLs: [\"*\"]", alice("get", "default//pods//p"), false),
-        ("nonResourceURLs: [/logs%20x]", alice("get", "/logs%20x"), false),
-        ("nonResourceURLs: [\"/logs x\"]", alice("get", "/logs%20x"), true),
+        (
+            "nonResourceURLs: [/healthz]",
+            alice("get", "/healthz"),
+            true,
+        ),
+        (
+            "nonResourceURLs: [/healthz]",
+            alice("get", "/healthz?verbose=1"),
+            true,
+        ),
+        (
+            "nonResourceURLs: [/healthz]",
+            alice("get", "/healthz/etcd"),
+            false,
+        ),
+        (
+            "nonResourceURLs: [\"/healthz*\"]",
+            alice("get", "/healthz/etcd"),
+            true,
+        ),
+        (
+            "nonResourceURLs: [\"/healthz*\"]",
+            alice("get", "/healthzz"),
+            true,
+        ),
+        (
+            "nonResourceURLs: [\"/healthz/*\"]",
+            alice("get", "/healthz"),
+            false,
+        ),
+        (
+            "nonResourceURLs: [\"/metrics\", \"/version\"]",
+            alice("get", "/version"),
+            true,
+        ),
+        (
+            "nonResourceURLs: [\"*\"]",
+            alice("get", "/openapi/v2"),
+            true,
+        ),
+        (
+            "nonResourceURLs: [\"*\"]",
+            alice("get", "default//pods//p"),
+            false,
+        ),
+        (
+            "nonResourceURLs: [/logs%20x]",
+            alice("get", "/logs%20x"),
+            false,
+        ),
+        (
+            "nonResourceURLs: [\"/logs x\"]",
+            alice("get", "/logs%20x"),
+            true,
+        ),
         // a rule with only a level matches everything
         ("{}", alice("get", "default//pods//p"), true),
         ("{}", alice("get", "/healthz"), true),
         // combined conditions
-        ("users: [alice]\n  verbs: [get]\n  nonResourceURLs: [/healthz]", alice("get", "/healthz"), true),
-        ("users: [alice]\n  verbs: [post]\n  nonResourceURLs: [/healthz]", alice("get", "/healthz"), false),
+        (
+            "users: [alice]\n  verbs: [get]\n  nonResourceURLs: [/healthz]",
+            alice("get", "/healthz"),
+            true,
+        ),
+        (
+            "users: [alice]\n  verbs: [post]\n  nonResourceURLs: [/healthz]",
+            alice("get", "/healthz"),
+            false,
+        ),
     ]
 }
 
@@ -167,7 +344,10 @@ fn the_first_matching_rule_decides_and_no_match_is_none() {
     assert!(decision.omits(&Stage::RequestReceived));
     assert!(decision.omits(&Stage::Panic));
     assert!(!decision.omits(&Stage::ResponseComplete));
-    assert!(!decision.omit_managed_fields, "the rule overrides the policy");
+    assert!(
+        !decision.omit_managed_fields,
+        "the rule overrides the policy"
+    );
 
     let get = event("alice", &[], "get", "default//pods//p");
     let decision = policy.decide(&RequestAttributes::of(get.header()));

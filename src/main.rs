@@ -2,11 +2,13 @@
 //!
 //! - `auditflow run [--config FILE] [--once]`: runs a pipeline;
 //! - `auditflow validate [--config FILE]`: checks a configuration and prints every error;
-//! - `auditflow generate --count N`: writes synthetic audit traffic.
+//! - `auditflow generate --count N`: writes synthetic audit traffic;
+//! - `auditflow policy explain --policy FILE [INPUT]`: which audit policy rule decides each event.
 
 mod api;
 mod catalog;
 mod generate;
+mod policy;
 mod run;
 mod validate;
 
@@ -48,6 +50,9 @@ enum Command {
     },
     /// Write realistic synthetic audit events to standard output.
     Generate(generate::GenerateArgs),
+    /// Work with Kubernetes audit policies.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +62,7 @@ fn main() -> ExitCode {
         Command::Run { config, once } => run::run(&config, once),
         Command::Validate { config } => validate::validate(&config),
         Command::Generate(args) => generate::generate(&args),
+        Command::Policy(command) => policy::policy(&command),
     };
     match result {
         Ok(code) => code,

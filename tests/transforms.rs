@@ -4,22 +4,6 @@ mod common;
 
 use common::*;
 
-/// Falco's traces, one document a line.
-fn traces() -> String {
-    let mut input = String::new();
-    let dir = conformance_dir().join("traces");
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .expect("traces")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    files.sort();
-    for file in files {
-        input.push_str(&std::fs::read_to_string(file).expect("trace"));
-        input.push('\n');
-    }
-    input
-}
-
 fn all_events(workspace: &Workspace) -> Vec<serde_json::Value> {
     let config = workspace.config(
         r#"
@@ -32,7 +16,7 @@ path = "{dir}/all.ndjson"
 "#,
     );
     assert!(workspace
-        .run_once(&config, traces().as_bytes())
+        .run_once(&config, falco_traces().as_bytes())
         .status
         .success());
     workspace.json_lines("all.ndjson")
@@ -57,7 +41,7 @@ inputs = ["creates"]
 path = "{dir}/out.ndjson"
 "#,
     );
-    let output = workspace.run_once(&config, traces().as_bytes());
+    let output = workspace.run_once(&config, falco_traces().as_bytes());
     assert!(
         output.status.success(),
         "{}",
@@ -112,7 +96,7 @@ inputs = ["by._unmatched"]
 path = "{dir}/rest.ndjson"
 "#,
     );
-    let output = workspace.run_once(&config, traces().as_bytes());
+    let output = workspace.run_once(&config, falco_traces().as_bytes());
     assert!(
         output.status.success(),
         "{}",

@@ -19,6 +19,22 @@ pub fn conformance_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/falco")
 }
 
+/// Falco's audit traces, one document a line, in file name order.
+pub fn falco_traces() -> String {
+    let mut input = String::new();
+    let dir = conformance_dir().join("traces");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .expect("traces")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    for file in files {
+        input.push_str(&std::fs::read_to_string(file).expect("trace"));
+        input.push('\n');
+    }
+    input
+}
+
 /// A temporary directory holding one test's configuration, data and outputs.
 pub struct Workspace {
     pub dir: tempfile::TempDir,

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
@@ -646,4 +647,75 @@ fn explain_reads_a_file_and_refuses_a_bad_policy() {
         stderr.contains("rules: a policy needs at least one rule"),
         "{stderr}"
     );
+}
+
+#[test]
+fn drops_are_counted_by_reason_in_metrics() {
+    let workspace = Workspace::new();
+    let policy = workspace.path("policy.yaml");
+    std::fs::write(&policy, TABLE_POLICY).unwrap();
+    let (config, port) = workspace.stdin_pipeline_with_api(
+        r#"
+[transforms.policy]
+type = "audit_policy"
+inputs = ["in"]
+policy_file = "{dir}/policy.yaml"
+[sinks.out]
+type = "file"
+inputs = ["policy"]
+path = "{dir}/out.ndjson"
+"#,
+    );
+    let exec = r#"{"resource":"pods","subresource":"exec","namespace":"d","name":"p"}"#;
+    let events = [
+        table_event("a", "ResponseComplete", "u", "[]", "get", "/healthz"),
+        table_event("b", "ResponseComplete", "u", "[]", "get", "/version"),
+        table_event("c", "RequestReceived", "u", "[]", "create", exec),
+        table_event("d", "ResponseStarted", "u", "[]", "create", exec),
+        table_event("e", "RequestReceived", "u", "[]", "get", "/metrics"),
+        table_event("f", "ResponseComplete", "u", "[]", "create", exec),
+        table_event("g", "ResponseComplete", "u", "[]", "get", "/metrics"),
+    ];
+    let mut child = workspace.start(&config);
+    let mut stdin = child.stdin.take().unwrap();
+    for event in &events {
+        writeln!(stdin, "{event}").unwrap();
+    }
+    stdin.flush().unwrap();
+    let mut metrics = String::new();
+    wait_for(Duration::from_secs(20), "the events to be handled", || {
+        metrics = http_get(port, "/metrics")
+            .map(|(_, body)| body)
+            .unwrap_or_default();
+        metric(
+            &metrics,
+            "auditflow_component_received_events_total",
+            &[("component_id", "policy")],
+        ) == Some(7.0)
+    });
+    let dropped = |reason: &str| {
+        metric(
+            &metrics,
+            "auditflow_audit_policy_dropped_events_total",
+            &[("reason", reason)],
+        )
+    };
+    assert_eq!(dropped("level_none"), Some(2.0), "{metrics}");
+    assert_eq!(dropped("omitted_stage"), Some(3.0), "{metrics}");
+    let kept = |level: &str| {
+        metric(
+            &metrics,
+            "auditflow_audit_policy_events_total",
+            &[("level", level)],
+        )
+    };
+    assert_eq!(kept("RequestResponse"), Some(1.0));
+    assert_eq!(kept("Metadata"), Some(1.0));
+    terminate(&child);
+    assert!(wait_exit(&mut child, Duration::from_secs(20)).success());
+    drop(stdin);
+    let out = workspace.json_lines("out.ndjson");
+    let ids: Vec<&str> = out.iter().map(|e| e["auditID"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec!["f", "g"]);
+    assert_eq!(out[1]["level"], "Metadata");
 }

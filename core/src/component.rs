@@ -178,6 +178,12 @@ impl TransformOutput {
         self.default.push(event);
     }
 
+    /// Takes the events sent to the default output so far (to run a transform
+    /// outside a pipeline, as benchmarks do).
+    pub fn into_default(self) -> Vec<Event> {
+        self.default
+    }
+
     /// Sends an event to the named output at `index` (see [`TransformConfig::named_outputs`]).
     pub fn push_named(&mut self, index: usize, event: Event) {
         if let Some(output) = self.named.get_mut(index) {

@@ -64,6 +64,10 @@ pub fn apply(event: &AuditEvent, decision: &Decision<'_>) -> Result<Applied, Eve
         return Ok(Applied::Dropped(DropReason::OmittedStage));
     }
     let level = effective_level(event, decision.level);
+    if level == Level::None {
+        // Logged at None (some exports keep such events): nothing to keep.
+        return Ok(Applied::Dropped(DropReason::LevelNone));
+    }
     let drop_request = level < Level::Request && event.request_object().is_some();
     let drop_response = level < Level::RequestResponse && event.response_object().is_some();
     let keeps_managed_fields = |body: Option<&str>, dropped: bool| {
@@ -218,6 +222,18 @@ mod tests {
             edited(&without_level).header().level,
             Some(Level::RequestResponse)
         );
+    }
+
+    #[test]
+    fn an_event_logged_at_none_stays_dropped() {
+        let none = AuditEvent::parse(
+            r#"{"level":"None","auditID":"x","stage":"ResponseComplete","verb":"get","user":{"username":"u"}}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            applied(&none),
+            Applied::Dropped(DropReason::LevelNone)
+        ));
     }
 
     #[test]

@@ -159,3 +159,26 @@ fn update_rewrites_one_field_and_keeps_key_order() {
         r#"{"auditID":"a","stage":"ResponseComplete","verb":"create","requestObject":{"z":1,"data":{"k":"x"},"a":2},"after":1.50}"#
     );
 }
+
+#[test]
+fn a_finished_edit_is_the_event_its_text_decodes_to() {
+    let event = AuditEvent::parse(CONFIGMAP).unwrap();
+    // Bodies and level only: the header is kept, the bodies located while writing.
+    let mut edit = event.edit().unwrap();
+    edit.remove("requestObject");
+    edit.set("level", &"Metadata".into()).unwrap();
+    let edited = edit.finish().unwrap();
+    assert_eq!(edited, AuditEvent::parse(edited.as_json()).unwrap());
+    assert_eq!(edited.header().level, Some(Level::Metadata));
+    assert!(edited.response_object().is_some());
+    // A header field: parsed again.
+    let mut edit = event.edit().unwrap();
+    edit.set("verb", &"patch".into()).unwrap();
+    let edited = edit.finish().unwrap();
+    assert_eq!(edited.header().verb, "patch");
+    assert_eq!(edited, AuditEvent::parse(edited.as_json()).unwrap());
+    // A level no apiserver writes is refused, as decoding refuses it.
+    let mut edit = event.edit().unwrap();
+    edit.set("level", &"Everything".into()).unwrap();
+    assert!(edit.finish().is_err());
+}

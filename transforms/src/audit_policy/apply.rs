@@ -10,6 +10,8 @@
 //! edited one keeps every other field byte for byte.
 
 use auditflow_core::event::{AuditEvent, AuditEventEdit, EventError, Level};
+use indexmap::IndexMap;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::checker::Decision;
@@ -103,23 +105,76 @@ pub fn apply(event: &AuditEvent, decision: &Decision<'_>) -> Result<Applied, Eve
 }
 
 /// Removes `metadata.managedFields` from a body, or from each item of a list body.
+///
+/// Works on raw JSON: only the body's top level, its `metadata` and the items
+/// of a list are parsed, so everything else is written back as it was.
 fn remove_managed_fields(edit: &mut AuditEventEdit, body: &str) -> Result<bool, EventError> {
-    edit.update(body, |value| {
-        let mut changed = strip_managed_fields(value);
-        if let Some(items) = value.get_mut("items").and_then(Value::as_array_mut) {
-            for item in items {
-                changed |= strip_managed_fields(item);
-            }
+    let Some(mut object) = edit.get(body).and_then(raw_object) else {
+        return Ok(false);
+    };
+    let mut changed = strip_managed_fields(&mut object)?;
+    if let Some(items) = object.get("items") {
+        if let Some(items) = strip_from_items(items)? {
+            object.insert("items".to_string(), items);
+            changed = true;
         }
-        changed
-    })
+    }
+    if changed {
+        edit.set_raw(body, to_raw(&object)?);
+    }
+    Ok(changed)
 }
 
-fn strip_managed_fields(object: &mut Value) -> bool {
-    object
-        .get_mut("metadata")
-        .and_then(Value::as_object_mut)
-        .is_some_and(|metadata| metadata.shift_remove("managedFields").is_some())
+type RawObject = IndexMap<String, Box<RawValue>>;
+
+/// The top-level fields of a JSON object, each as raw JSON; `None` for anything else.
+fn raw_object(text: &str) -> Option<RawObject> {
+    text.trim_start()
+        .starts_with('{')
+        .then(|| serde_json::from_str(text).ok())
+        .flatten()
+}
+
+fn to_raw<T: serde::Serialize>(value: &T) -> Result<Box<RawValue>, EventError> {
+    serde_json::value::to_raw_value(value).map_err(EventError::from_json)
+}
+
+/// Removes `managedFields` from an object's `metadata`; returns whether it was there.
+fn strip_managed_fields(object: &mut RawObject) -> Result<bool, EventError> {
+    let Some(metadata) = object.get("metadata") else {
+        return Ok(false);
+    };
+    if !metadata.get().contains("\"managedFields\"") {
+        return Ok(false);
+    }
+    let Some(mut metadata) = raw_object(metadata.get()) else {
+        return Ok(false);
+    };
+    if metadata.shift_remove("managedFields").is_none() {
+        return Ok(false);
+    }
+    object.insert("metadata".to_string(), to_raw(&metadata)?);
+    Ok(true)
+}
+
+/// The items of a list with `managedFields` removed from each, if any had it.
+fn strip_from_items(items: &RawValue) -> Result<Option<Box<RawValue>>, EventError> {
+    if !items.get().contains("\"managedFields\"") {
+        return Ok(None);
+    }
+    let Ok(mut items) = serde_json::from_str::<Vec<Box<RawValue>>>(items.get()) else {
+        return Ok(None);
+    };
+    let mut changed = false;
+    for item in items.iter_mut() {
+        if let Some(mut object) = raw_object(item.get()) {
+            if strip_managed_fields(&mut object)? {
+                *item = to_raw(&object)?;
+                changed = true;
+            }
+        }
+    }
+    Ok(if changed { Some(to_raw(&items)?) } else { None })
 }
 
 #[cfg(test)]

@@ -98,9 +98,9 @@ struct PolicyDocument {
     api_version: Option<String>,
     #[serde(default)]
     kind: Option<String>,
-    #[serde(default)]
-    #[allow(dead_code)]
-    metadata: Option<serde_yaml::Value>,
+    /// Accepted (a Policy is a Kubernetes object) and not used.
+    #[serde(default, rename = "metadata")]
+    _metadata: Option<serde::de::IgnoredAny>,
     #[serde(default)]
     rules: Vec<RuleDocument>,
     #[serde(default)]
@@ -166,11 +166,6 @@ impl Policy {
             vec![PolicyError::new(field, message)]
         })?;
         document.check()
-    }
-
-    /// The rule at `index`.
-    pub fn rule(&self, index: usize) -> Option<&Rule> {
-        self.rules.get(index)
     }
 }
 
@@ -434,8 +429,8 @@ mod tests {
     }
 
     #[test]
-    fn v1beta1_is_accepted() {
-        let text = "apiVersion: audit.k8s.io/v1beta1\nkind: Policy\nrules:\n- level: None\n";
+    fn v1beta1_and_metadata_are_accepted() {
+        let text = "apiVersion: audit.k8s.io/v1beta1\nkind: Policy\nmetadata:\n  name: default\nrules:\n- level: None\n";
         assert!(Policy::parse(text).is_ok());
     }
 

@@ -150,18 +150,18 @@ fn replace_children(value: &mut Value, segment: &Segment, replacer: &Replacer) -
             }
             1
         }
-        (Segment::Index(index), Value::Array(items)) => match items.get(*index) {
-            None => 0,
-            Some(current) => {
-                match replacer.value(current) {
-                    Some(new) => items[*index] = new,
-                    None => {
-                        items.remove(*index);
-                    }
+        (Segment::Index(index), Value::Array(items)) => {
+            let Some(slot) = items.get_mut(*index) else {
+                return 0;
+            };
+            match replacer.value(slot) {
+                Some(new) => *slot = new,
+                None => {
+                    items.remove(*index);
                 }
-                1
             }
-        },
+            1
+        }
         (Segment::Any, Value::Object(map)) => {
             let count = map.len() as u64;
             if replacer.value(&Value::Null).is_none() {

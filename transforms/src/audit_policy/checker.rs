@@ -21,7 +21,6 @@
 //! apiserver applies the policy before impersonation.
 
 use std::borrow::Cow;
-use std::ops::ControlFlow;
 
 use auditflow_core::event::{AuditHeader, Level, Stage};
 
@@ -218,11 +217,8 @@ impl Policy {
     pub fn explain(&self, request: &RequestAttributes<'_>) -> Vec<RuleMismatch> {
         let mut mismatches = Vec::new();
         for (index, rule) in self.rules.iter().enumerate() {
-            let mut failed = Vec::new();
-            if rule.evaluate(request, |field| {
-                failed.push(field);
-                ControlFlow::Continue(())
-            }) {
+            let failed = rule.failed_conditions(request);
+            if failed.is_empty() {
                 break;
             }
             mismatches.push(RuleMismatch {
@@ -234,77 +230,33 @@ impl Policy {
     }
 }
 
+/// A condition of a rule: the rule field it comes from and its check.
+type Condition = (&'static str, fn(&Rule, &RequestAttributes<'_>) -> bool);
+
+/// Every condition a rule can set; each holds when the rule does not set it.
+/// A rule matches when all hold (upstream checks them in this order too).
+const CONDITIONS: [Condition; 6] = [
+    ("users", Rule::users_match),
+    ("userGroups", Rule::groups_match),
+    ("verbs", Rule::verbs_match),
+    ("namespaces", Rule::namespaces_match),
+    ("resources", Rule::resources_match),
+    ("nonResourceURLs", Rule::non_resource_urls_match),
+];
+
 impl Rule {
     /// Whether the rule matches the request.
     pub fn matches(&self, request: &RequestAttributes<'_>) -> bool {
-        self.evaluate(request, |_| ControlFlow::Break(()))
+        CONDITIONS.iter().all(|(_, holds)| holds(self, request))
     }
 
-    /// Checks each condition the rule sets, telling `failed` the field of each
-    /// that does not hold (it may stop the check); returns whether all held.
-    fn evaluate(
-        &self,
-        request: &RequestAttributes<'_>,
-        mut failed: impl FnMut(&'static str) -> ControlFlow<()>,
-    ) -> bool {
-        let mut all = true;
-        let mut fail = |field| {
-            all = false;
-            failed(field).is_continue()
-        };
-        let checks: [(&'static str, &dyn Fn() -> bool); 3] = [
-            ("users", &|| self.users_match(request)),
-            ("userGroups", &|| self.groups_match(request)),
-            ("verbs", &|| self.verbs_match(request)),
-        ];
-        for (field, check) in checks {
-            if !check() && !fail(field) {
-                return false;
-            }
-        }
-        if !self.namespaces.is_empty() || !self.resources.is_empty() {
-            match &request.target {
-                Target::Resource {
-                    namespace,
-                    group,
-                    resource,
-                    subresource,
-                    name,
-                } => {
-                    if !list_allows(&self.namespaces, namespace) && !fail("namespaces") {
-                        return false;
-                    }
-                    if !self.resources.is_empty()
-                        && !self
-                            .resources
-                            .iter()
-                            .any(|gr| group_matches(gr, group, resource, subresource, name))
-                    {
-                        fail("resources");
-                    }
-                }
-                Target::NonResource { .. } => {
-                    if !self.namespaces.is_empty() && !fail("namespaces") {
-                        return false;
-                    }
-                    if !self.resources.is_empty() {
-                        fail("resources");
-                    }
-                }
-            }
-        } else if !self.non_resource_urls.is_empty() {
-            let matched = match &request.target {
-                Target::Resource { .. } => false,
-                Target::NonResource { path } => self
-                    .non_resource_urls
-                    .iter()
-                    .any(|spec| path_matches(path, spec)),
-            };
-            if !matched {
-                fail("nonResourceURLs");
-            }
-        }
-        all
+    /// The fields of the conditions that do not hold.
+    fn failed_conditions(&self, request: &RequestAttributes<'_>) -> Vec<&'static str> {
+        CONDITIONS
+            .iter()
+            .filter(|(_, holds)| !holds(self, request))
+            .map(|(field, _)| *field)
+            .collect()
     }
 
     fn users_match(&self, request: &RequestAttributes<'_>) -> bool {
@@ -321,6 +273,51 @@ impl Rule {
 
     fn verbs_match(&self, request: &RequestAttributes<'_>) -> bool {
         list_allows(&self.verbs, request.verb)
+    }
+
+    /// `namespaces` (resource requests only).
+    fn namespaces_match(&self, request: &RequestAttributes<'_>) -> bool {
+        self.namespaces.is_empty()
+            || matches!(&request.target, Target::Resource { namespace, .. }
+                if list_allows(&self.namespaces, namespace))
+    }
+
+    /// `resources` (resource requests only).
+    fn resources_match(&self, request: &RequestAttributes<'_>) -> bool {
+        if self.resources.is_empty() {
+            return true;
+        }
+        let Target::Resource {
+            group,
+            resource,
+            subresource,
+            name,
+            ..
+        } = &request.target
+        else {
+            return false;
+        };
+        self.resources
+            .iter()
+            .any(|rule| group_matches(rule, group, resource, subresource, name))
+    }
+
+    /// `nonResourceURLs` (non-resource requests only); upstream does not look at
+    /// it when the rule has `namespaces` or `resources` (validation forbids both).
+    fn non_resource_urls_match(&self, request: &RequestAttributes<'_>) -> bool {
+        if self.non_resource_urls.is_empty()
+            || !self.namespaces.is_empty()
+            || !self.resources.is_empty()
+        {
+            return true;
+        }
+        match &request.target {
+            Target::Resource { .. } => false,
+            Target::NonResource { path } => self
+                .non_resource_urls
+                .iter()
+                .any(|spec| path_matches(path, spec)),
+        }
     }
 }
 

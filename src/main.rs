@@ -5,11 +5,13 @@
 //! - `auditflow generate --count N`: writes synthetic audit traffic;
 //! - `auditflow detect --rules FILE [INPUT ...]`: prints the alerts rules raise on audit events;
 //! - `auditflow test [--config FILE]`: runs the rule unit tests of a pipeline's detect transforms.
+//! - `auditflow policy explain --policy FILE [INPUT]`: which audit policy rule decides each event.
 
 mod api;
 mod catalog;
 mod detect;
 mod generate;
+mod policy;
 mod run;
 mod test;
 mod validate;
@@ -60,6 +62,9 @@ enum Command {
         #[arg(long, short, default_value = "pipeline.toml")]
         config: PathBuf,
     },
+    /// Work with Kubernetes audit policies.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +76,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => generate::generate(&args),
         Command::Detect(args) => detect::detect(&args),
         Command::Test { config } => test::test(&config),
+        Command::Policy(command) => policy::policy(&command),
     };
     match result {
         Ok(code) => code,

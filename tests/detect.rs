@@ -73,7 +73,7 @@ path = "{{dir}}/alerts.ndjson"
     ));
     let mut child = workspace.start(&config);
     let mut stdin = child.stdin.take().expect("stdin");
-    std::io::Write::write_all(&mut stdin, conformance_traces().as_bytes()).expect("feed");
+    std::io::Write::write_all(&mut stdin, falco_traces().as_bytes()).expect("feed");
     wait_for(Duration::from_secs(30), "84 alerts", || {
         workspace.json_lines("alerts.ndjson").len() == 84
     });
@@ -413,7 +413,7 @@ fn the_detect_command_reads_files_or_stdin_and_prints_ndjson_alerts() {
         .spawn()
         .expect("start detect");
     let mut stdin = child.stdin.take().unwrap();
-    std::io::Write::write_all(&mut stdin, conformance_traces().as_bytes()).unwrap();
+    std::io::Write::write_all(&mut stdin, falco_traces().as_bytes()).unwrap();
     drop(stdin);
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success());

@@ -4,11 +4,6 @@ mod common;
 
 use common::*;
 
-/// Falco's traces, one document a line.
-fn traces() -> String {
-    conformance_traces()
-}
-
 fn all_events(workspace: &Workspace) -> Vec<serde_json::Value> {
     let config = workspace.config(
         r#"
@@ -21,7 +16,7 @@ path = "{dir}/all.ndjson"
 "#,
     );
     assert!(workspace
-        .run_once(&config, traces().as_bytes())
+        .run_once(&config, falco_traces().as_bytes())
         .status
         .success());
     workspace.json_lines("all.ndjson")
@@ -46,7 +41,7 @@ inputs = ["creates"]
 path = "{dir}/out.ndjson"
 "#,
     );
-    let output = workspace.run_once(&config, traces().as_bytes());
+    let output = workspace.run_once(&config, falco_traces().as_bytes());
     assert!(
         output.status.success(),
         "{}",
@@ -101,7 +96,7 @@ inputs = ["by._unmatched"]
 path = "{dir}/rest.ndjson"
 "#,
     );
-    let output = workspace.run_once(&config, traces().as_bytes());
+    let output = workspace.run_once(&config, falco_traces().as_bytes());
     assert!(
         output.status.success(),
         "{}",

@@ -17,3 +17,5 @@ pub fn sample_lines(count: usize, seed: u64) -> Vec<String> {
         })
         .collect()
 }
+
+pub mod pipeline;

@@ -184,6 +184,12 @@ impl TransformOutput {
         self.default.push(event);
     }
 
+    /// Takes the events sent to the default output so far (to run a transform
+    /// outside a pipeline, as benchmarks do).
+    pub fn into_default(self) -> Vec<Event> {
+        self.default
+    }
+
     /// Sends an event to the named output at `index` (see [`TransformConfig::named_outputs`]).
     pub fn push_named(&mut self, index: usize, event: Event) {
         if let Some(output) = self.named.get_mut(index) {
@@ -198,7 +204,13 @@ impl TransformOutput {
     pub fn push_error(&mut self, input: &Event, error: &str) {
         let mut text = Vec::new();
         let _ = input.write_json(&mut text);
-        let record = error_record(&self.component_id, error, &String::from_utf8_lossy(&text));
+        self.push_error_showing(input, error, &String::from_utf8_lossy(&text));
+    }
+
+    /// Like [`TransformOutput::push_error`], with `shown` in the record's `input`
+    /// instead of the event (for inputs that must not be stored as they are).
+    pub fn push_error_showing(&mut self, input: &Event, error: &str, shown: &str) {
+        let record = error_record(&self.component_id, error, shown);
         let mut event = Event::new(
             Payload::Record(Arc::new(record)),
             input.meta.source_id.clone(),

@@ -19,8 +19,8 @@ pub fn conformance_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/falco")
 }
 
-/// Falco's traces (every file of the conformance data), one document after another.
-pub fn conformance_traces() -> String {
+/// Falco's audit traces, one document a line, in file name order.
+pub fn falco_traces() -> String {
     let mut input = String::new();
     let dir = conformance_dir().join("traces");
     let mut files: Vec<_> = std::fs::read_dir(dir)

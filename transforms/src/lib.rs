@@ -3,8 +3,10 @@
 //!
 //! One module per transform `type`; [`register`] adds them all to a catalog.
 
+pub mod audit_policy;
 pub mod detect;
 pub mod filter;
+pub mod redact;
 pub mod route;
 
 use auditflow_core::component::{Catalog, ComponentSpec};
@@ -16,6 +18,11 @@ pub fn register(catalog: &mut Catalog) {
     catalog.register("detect", ComponentSpec::Transform(detect::parse));
     catalog.register("filter", ComponentSpec::Transform(filter::parse));
     catalog.register("route", ComponentSpec::Transform(route::parse));
+    catalog.register(
+        "audit_policy",
+        ComponentSpec::Transform(audit_policy::parse),
+    );
+    catalog.register("redact", ComponentSpec::Transform(redact::parse));
 }
 
 /// Compiles a condition option, naming the option and position of a syntax error.

@@ -486,7 +486,11 @@ impl AuditEvent {
     pub fn edit(&self) -> Result<AuditEventEdit, EventError> {
         let fields: IndexMap<String, Box<RawValue>> =
             serde_json::from_str(&self.text).map_err(EventError::from_json)?;
-        Ok(AuditEventEdit { fields })
+        Ok(AuditEventEdit {
+            fields,
+            header: self.header.clone(),
+            header_changed: false,
+        })
     }
 }
 
@@ -494,11 +498,20 @@ impl AuditEvent {
 #[derive(Debug, Clone)]
 pub struct AuditEventEdit {
     fields: IndexMap<String, Box<RawValue>>,
+    /// The header of the event being edited, kept while only bodies and `level` change.
+    header: AuditHeader,
+    /// Whether a field of the header other than `level` changed (the text is then parsed anew).
+    header_changed: bool,
 }
+
+/// The top-level fields an edit can change without the header being parsed again.
+const BODY_FIELDS: [&str; 2] = ["requestObject", "responseObject"];
+const LEVEL_FIELD: &str = "level";
 
 impl AuditEventEdit {
     /// Removes a top-level field; returns whether it was there.
     pub fn remove(&mut self, name: &str) -> bool {
+        self.touch(name);
         self.fields.shift_remove(name).is_some()
     }
 
@@ -516,6 +529,7 @@ impl AuditEventEdit {
 
     /// Sets a top-level field to raw JSON text, keeping its place if it existed.
     pub fn set_raw(&mut self, name: &str, raw: Box<RawValue>) {
+        self.touch(name);
         match self.fields.get_mut(name) {
             Some(slot) => *slot = raw,
             None => {
@@ -524,11 +538,90 @@ impl AuditEventEdit {
         }
     }
 
-    /// Writes the edited fields back into an event (re-reading its header).
-    pub fn finish(self) -> Result<AuditEvent, EventError> {
-        let text = serde_json::to_string(&self.fields).map_err(EventError::from_json)?;
-        AuditEvent::parse(&text)
+    /// Changes a top-level field in place through its parsed JSON value.
+    ///
+    /// `change` returns whether it changed anything; only then is the field
+    /// written back (object keys keep their order). Returns whether the field was
+    /// there and changed.
+    pub fn update(
+        &mut self,
+        name: &str,
+        change: impl FnOnce(&mut serde_json::Value) -> bool,
+    ) -> Result<bool, EventError> {
+        let Some(raw) = self.fields.get(name) else {
+            return Ok(false);
+        };
+        let mut value: serde_json::Value =
+            serde_json::from_str(raw.get()).map_err(EventError::from_json)?;
+        if !change(&mut value) {
+            return Ok(false);
+        }
+        self.set(name, &value)?;
+        Ok(true)
     }
+
+    /// Notes that a field changes; a header field other than `level` means a full parse at the end.
+    fn touch(&mut self, name: &str) {
+        if !BODY_FIELDS.contains(&name) && name != LEVEL_FIELD {
+            self.header_changed = true;
+        }
+    }
+
+    /// Writes the edited fields back into an event.
+    ///
+    /// When only the bodies and `level` changed, the header is kept (with the new
+    /// level) and the bodies are located while the text is written; otherwise
+    /// the text is parsed again.
+    pub fn finish(self) -> Result<AuditEvent, EventError> {
+        if self.header_changed {
+            let text = serde_json::to_string(&self.fields).map_err(EventError::from_json)?;
+            return AuditEvent::parse(&text);
+        }
+        let capacity = self.fields.iter().map(|(k, v)| k.len() + v.get().len() + 4);
+        let mut text = String::with_capacity(capacity.sum::<usize>() + 2);
+        let mut request_object = None;
+        let mut response_object = None;
+        text.push('{');
+        for (index, (name, raw)) in self.fields.iter().enumerate() {
+            if index > 0 {
+                text.push(',');
+            }
+            text.push_str(&serde_json::to_string(name).map_err(EventError::from_json)?);
+            text.push(':');
+            let range = text.len()..text.len() + raw.get().len();
+            text.push_str(raw.get());
+            match name.as_str() {
+                "requestObject" => request_object = Some(range),
+                "responseObject" => response_object = Some(range),
+                _ => {}
+            }
+        }
+        text.push('}');
+        let mut header = self.header;
+        header.level = match self.fields.get(LEVEL_FIELD) {
+            None => None,
+            Some(raw) => level_of(raw)?,
+        };
+        Ok(AuditEvent {
+            text,
+            header,
+            request_object,
+            response_object,
+        })
+    }
+}
+
+/// The level a raw `level` value names (`null` for none), as decoding reads it.
+fn level_of(raw: &RawValue) -> Result<Option<Level>, EventError> {
+    let name: Option<String> = serde_json::from_str(raw.get()).map_err(EventError::from_json)?;
+    name.map(|name| {
+        Level::parse(&name).ok_or_else(|| {
+            EventError::NotAudit(format!(
+                "level is `{name}`, expected None, Metadata, Request or RequestResponse"
+            ))
+        })
+    })
+    .transpose()
 }
 
 /// Moves the header fields out of the wire form (bodies must have been located first).

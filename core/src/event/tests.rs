@@ -138,3 +138,47 @@ fn error_record_truncates_input() {
     assert_eq!(record["input"].as_str().unwrap().len(), 64 * 1024);
     assert_eq!(record["component_id"], "in");
 }
+
+#[test]
+fn update_rewrites_one_field_and_keeps_key_order() {
+    let text = r#"{"auditID":"a","stage":"ResponseComplete","verb":"create","requestObject":{"z":1,"data":{"k":"v"},"a":2},"after":1.50}"#;
+    let event = AuditEvent::parse(text).unwrap();
+    let mut edit = event.edit().unwrap();
+    let changed = edit
+        .update("requestObject", |body| {
+            body["data"]["k"] = "x".into();
+            true
+        })
+        .unwrap();
+    assert!(changed);
+    assert!(!edit.update("missing", |_| true).unwrap());
+    assert!(!edit.update("after", |_| false).unwrap());
+    let edited = edit.finish().unwrap();
+    assert_eq!(
+        edited.as_json(),
+        r#"{"auditID":"a","stage":"ResponseComplete","verb":"create","requestObject":{"z":1,"data":{"k":"x"},"a":2},"after":1.50}"#
+    );
+}
+
+#[test]
+fn a_finished_edit_is_the_event_its_text_decodes_to() {
+    let event = AuditEvent::parse(CONFIGMAP).unwrap();
+    // Bodies and level only: the header is kept, the bodies located while writing.
+    let mut edit = event.edit().unwrap();
+    edit.remove("requestObject");
+    edit.set("level", &"Metadata".into()).unwrap();
+    let edited = edit.finish().unwrap();
+    assert_eq!(edited, AuditEvent::parse(edited.as_json()).unwrap());
+    assert_eq!(edited.header().level, Some(Level::Metadata));
+    assert!(edited.response_object().is_some());
+    // A header field: parsed again.
+    let mut edit = event.edit().unwrap();
+    edit.set("verb", &"patch".into()).unwrap();
+    let edited = edit.finish().unwrap();
+    assert_eq!(edited.header().verb, "patch");
+    assert_eq!(edited, AuditEvent::parse(edited.as_json()).unwrap());
+    // A level no apiserver writes is refused, as decoding refuses it.
+    let mut edit = event.edit().unwrap();
+    edit.set("level", &"Everything".into()).unwrap();
+    assert!(edit.finish().is_err());
+}

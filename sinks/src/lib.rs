@@ -8,6 +8,7 @@ pub mod blackhole;
 pub mod console;
 pub mod encoding;
 pub mod file;
+pub mod local_store;
 
 use auditflow_core::component::{Catalog, ComponentSpec};
 
@@ -16,4 +17,8 @@ pub fn register(catalog: &mut Catalog) {
     catalog.register("blackhole", ComponentSpec::Sink(blackhole::parse));
     catalog.register("console", ComponentSpec::Sink(console::parse));
     catalog.register("file", ComponentSpec::Sink(file::parse));
+    catalog.register(
+        local_store::TYPE_NAME,
+        ComponentSpec::Sink(local_store::parse),
+    );
 }

@@ -2,11 +2,13 @@
 //!
 //! - `auditflow run [--config FILE] [--once]`: runs a pipeline;
 //! - `auditflow validate [--config FILE]`: checks a configuration and prints every error;
-//! - `auditflow generate --count N`: writes synthetic audit traffic.
+//! - `auditflow generate --count N`: writes synthetic audit traffic;
+//! - `auditflow query`: searches the local store.
 
 mod api;
 mod catalog;
 mod generate;
+mod query;
 mod run;
 mod validate;
 
@@ -48,6 +50,8 @@ enum Command {
     },
     /// Write realistic synthetic audit events to standard output.
     Generate(generate::GenerateArgs),
+    /// Search the events and alerts of a pipeline's local_store, newest first.
+    Query(Box<query::QueryArgs>),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +61,7 @@ fn main() -> ExitCode {
         Command::Run { config, once } => run::run(&config, once),
         Command::Validate { config } => validate::validate(&config),
         Command::Generate(args) => generate::generate(&args),
+        Command::Query(args) => query::query(&args),
     };
     match result {
         Ok(code) => code,

@@ -5,6 +5,7 @@
 
 pub mod filter;
 pub mod route;
+pub mod timeshift;
 
 use auditflow_core::component::{Catalog, ComponentSpec};
 use auditflow_core::condition::Condition;
@@ -14,6 +15,7 @@ use auditflow_core::config::OptionError;
 pub fn register(catalog: &mut Catalog) {
     catalog.register("filter", ComponentSpec::Transform(filter::parse));
     catalog.register("route", ComponentSpec::Transform(route::parse));
+    catalog.register("timeshift", ComponentSpec::Transform(timeshift::parse));
 }
 
 /// Compiles a condition option, naming the option and position of a syntax error.

@@ -26,6 +26,7 @@
 //!
 //! [`read`] is the read side, shared with `auditflow query`.
 
+pub mod codec;
 pub mod partition;
 pub mod read;
 pub mod schema;

@@ -19,6 +19,7 @@ use auditflow_core::event::{Alert, AuditEvent, AuditHeader};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension};
 
+use super::codec::PartitionDecoder;
 use super::partition::{self, Day};
 use super::schema;
 
@@ -356,14 +357,21 @@ impl Store {
                 return Ok(ControlFlow::Continue(()));
             };
             let sql = format!(
-                "SELECT e.id, e.time, e.event FROM events e{} ORDER BY e.time DESC, e.id DESC",
+                "SELECT e.id, e.time, e.dictionary, e.event FROM events e{} ORDER BY e.time DESC, e.id DESC",
                 clauses.where_sql()
             );
+            let mut decoder = PartitionDecoder::new()
+                .map_err(|error| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))?;
             let mut statement = connection.prepare(&sql)?;
             let mut rows = statement.query(rusqlite::params_from_iter(clauses.params))?;
             while let Some(row) = rows.next()? {
-                let (id, time, blob): (i64, i64, Vec<u8>) = (row.get(0)?, row.get(1)?, row.get(2)?);
-                match decode_event(&blob) {
+                let id: i64 = row.get(0)?;
+                let time: i64 = row.get(1)?;
+                let blob = row.get_ref(3)?.as_blob()?;
+                let decoded = decoder
+                    .decompress(connection, row.get(2)?, blob)
+                    .and_then(decode_event);
+                match decoded {
                     Ok(event) => {
                         if visit(StoredEvent { time, event }).is_break() {
                             return Ok(ControlFlow::Break(()));
@@ -494,8 +502,7 @@ pub fn sorted_counts(counts: BTreeMap<String, u64>) -> Vec<(String, u64)> {
     counts
 }
 
-fn decode_event(blob: &[u8]) -> Result<AuditEvent, String> {
-    let bytes = zstd::decode_all(blob).map_err(|error| format!("cannot decompress: {error}"))?;
+fn decode_event(bytes: Vec<u8>) -> Result<AuditEvent, String> {
     let text = String::from_utf8(bytes).map_err(|error| format!("not UTF-8: {error}"))?;
     AuditEvent::parse(&text).map_err(|error| error.to_string())
 }

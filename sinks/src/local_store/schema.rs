@@ -9,7 +9,11 @@
 //!
 //! `events` holds one row per audit event and stage: the time, `auditID`, the
 //! header fields as ids, the response code, and the whole event as
-//! zstd-compressed JSON. `UNIQUE (audit_id, stage)` makes a replay after a crash
+//! zstd-compressed JSON. Audit events are small (about 1 KB) and alike, which
+//! zstd compresses poorly one by one (about 1.8 times) and well with a
+//! dictionary: each partition trains one (`zstd_dictionaries`) on its first
+//! events and compresses the rest with it; `dictionary` names the one a row
+//! needs (NULL: none). `UNIQUE (audit_id, stage)` makes a replay after a crash
 //! store nothing twice (`INSERT OR IGNORE`). The columns a query filters on are
 //! indexed together with the time, so a filter reads its matches newest first
 //! from the index. `level`, `stage` and `subresource` are stored but not indexed:
@@ -55,7 +59,12 @@ CREATE TABLE IF NOT EXISTS events (
     code INTEGER,
     source_ip INTEGER,
     user_agent INTEGER,
+    dictionary INTEGER,
     event BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS zstd_dictionaries (
+    id INTEGER PRIMARY KEY,
+    dictionary BLOB NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS events_audit_id_stage ON events (audit_id, stage);
 CREATE INDEX IF NOT EXISTS events_time ON events (time);

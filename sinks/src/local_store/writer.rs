@@ -14,6 +14,7 @@ use anyhow::Context as _;
 use auditflow_core::event::{Alert, AuditEvent, Event, Payload};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
+use super::codec::PartitionEncoder;
 use super::partition::{self, parse_micros, Day, MICROS_PER_DAY};
 use super::schema;
 
@@ -40,11 +41,12 @@ struct OpenPartition {
     connection: Connection,
     dict: HashMap<String, i64>,
     group_sets: HashMap<String, i64>,
+    encoder: PartitionEncoder,
     last_used: u64,
 }
 
 impl OpenPartition {
-    fn open(path: &Path) -> anyhow::Result<OpenPartition> {
+    fn open(path: &Path, compression_level: i32) -> anyhow::Result<OpenPartition> {
         let connection = schema::open_for_writing(path).with_context(|| {
             format!(
                 "cannot open the store partition {}: move the file away if it is damaged",
@@ -53,10 +55,12 @@ impl OpenPartition {
         })?;
         let dict = load_map(&connection, "SELECT value, id FROM dict")?;
         let group_sets = load_map(&connection, "SELECT groups, id FROM group_sets")?;
+        let encoder = PartitionEncoder::load(&connection, compression_level)?;
         Ok(OpenPartition {
             connection,
             dict,
             group_sets,
+            encoder,
             last_used: 0,
         })
     }
@@ -80,7 +84,7 @@ pub struct Writer {
     retention_days: u32,
     open: BTreeMap<Day, OpenPartition>,
     uses: u64,
-    compressor: zstd::bulk::Compressor<'static>,
+    compression_level: i32,
     scratch: Vec<u8>,
 }
 
@@ -95,14 +99,12 @@ impl Writer {
     pub fn new(dir: PathBuf, retention_days: u32, compression_level: i32) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create the store directory {}", dir.display()))?;
-        let compressor = zstd::bulk::Compressor::new(compression_level)
-            .context("cannot set up zstd compression")?;
         Ok(Writer {
             dir,
             retention_days,
             open: BTreeMap::new(),
             uses: 0,
-            compressor,
+            compression_level,
             scratch: Vec::new(),
         })
     }
@@ -152,12 +154,7 @@ impl Writer {
     ) -> anyhow::Result<()> {
         let path = partition::path_of(&self.dir, day);
         let mut partition = self.take_partition(day, &path)?;
-        let written = insert_items(
-            &mut partition,
-            items,
-            &mut self.compressor,
-            &mut self.scratch,
-        );
+        let written = insert_items(&mut partition, items, &mut self.scratch);
         match written {
             Ok(day_summary) => {
                 summary.stored += day_summary.stored;
@@ -180,7 +177,7 @@ impl Writer {
                 while self.open.len() >= MAX_OPEN_PARTITIONS {
                     self.close_least_recently_used();
                 }
-                OpenPartition::open(path)?
+                OpenPartition::open(path, self.compression_level)?
             }
         };
         partition.last_used = self.uses;
@@ -261,16 +258,24 @@ fn event_time(event: &AuditEvent, now_micros: i64) -> i64 {
 fn insert_items(
     partition: &mut OpenPartition,
     items: &[Item<'_>],
-    compressor: &mut zstd::bulk::Compressor<'static>,
     scratch: &mut Vec<u8>,
 ) -> anyhow::Result<WriteSummary> {
     let OpenPartition {
         connection,
         dict,
         group_sets,
+        encoder,
         ..
     } = partition;
     let transaction = connection.transaction()?;
+    if encoder.wants_samples() {
+        for item in items {
+            if let Item::Audit(event, _) = item {
+                encoder.add_sample(event.as_json().as_bytes());
+            }
+        }
+        encoder.train_if_ready(&transaction)?;
+    }
     let mut summary = WriteSummary::default();
     {
         let mut strings = Interner {
@@ -281,9 +286,9 @@ fn insert_items(
         for item in items {
             let inserted = match item {
                 Item::Audit(event, time) => {
-                    let compressed = compressor.compress(event.as_json().as_bytes())?;
-                    summary.bytes += compressed.len();
-                    insert_event(&transaction, &mut strings, event, *time, &compressed)?
+                    let compressed = encoder.compress(event.as_json().as_bytes())?;
+                    summary.bytes += compressed.0.len();
+                    insert_event(&transaction, &mut strings, event, *time, compressed)?
                 }
                 Item::Alert(alert, time) => {
                     scratch.clear();
@@ -369,7 +374,7 @@ fn insert_event(
     strings: &mut Interner<'_>,
     event: &AuditEvent,
     time: i64,
-    compressed: &[u8],
+    (compressed, dictionary): (Vec<u8>, Option<i64>),
 ) -> rusqlite::Result<bool> {
     let header = event.header();
     let object = header.object_ref.as_ref();
@@ -390,13 +395,14 @@ fn insert_event(
         header.response_code(),
         strings.optional(header.source_ips.first().map(String::as_str))?,
         strings.optional(header.user_agent.as_deref())?,
+        dictionary,
         compressed,
     ];
     let changed = transaction
         .prepare_cached(
             "INSERT OR IGNORE INTO events (time, audit_id, stage, level, verb, user, groups, \
-             resource, subresource, namespace, name, code, source_ip, user_agent, event) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+             resource, subresource, namespace, name, code, source_ip, user_agent, dictionary, event) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
         )?
         .execute(row)?;
     Ok(changed == 1)

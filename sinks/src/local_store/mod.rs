@@ -17,7 +17,7 @@
 //! [`writer::Writer`] writes each day's part in one transaction. Only after every
 //! part is committed are the events acknowledged, so a source's checkpoint never
 //! moves past an event that is not stored. A delivery that is replayed after a
-//! crash stores nothing twice (`UNIQUE (audit_id, stage)`, `INSERT OR IGNORE`).
+//! crash stores nothing twice (`UNIQUE (time, audit_id, stage)`, `INSERT OR IGNORE`).
 //!
 //! Retention deletes whole day files (no `DELETE`, no vacuum) at start and
 //! every hour: a day is deleted once all of it is older than `retention_days`.

@@ -67,7 +67,9 @@ impl OpenPartition {
 
     /// Refreshes the query planner's statistics, then closes the partition.
     fn close(self) {
-        let _ = self.connection.execute_batch("PRAGMA optimize;");
+        let _ = self
+            .connection
+            .execute_batch("PRAGMA analysis_limit = 1000; PRAGMA optimize;");
         drop(self.connection);
     }
 }

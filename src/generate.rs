@@ -32,6 +32,9 @@ pub struct GenerateArgs {
     /// Simulated traffic density: the events' timestamps advance at this many events per second.
     #[arg(long, default_value_t = 1000.0)]
     pub events_per_second: f64,
+    /// Add six security incidents at fixed times of the start's UTC day (see the README).
+    #[arg(long)]
+    pub incidents: bool,
 }
 
 /// The output format on the command line.
@@ -60,6 +63,7 @@ pub fn generate(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
     let mut options = GeneratorOptions {
         seed: args.seed,
         events_per_second: args.events_per_second,
+        incidents: args.incidents,
         ..GeneratorOptions::default()
     };
     if let Some(start) = args.start {

@@ -6,12 +6,14 @@
 //! - `auditflow detect --rules FILE [INPUT ...]`: prints the alerts rules raise on audit events;
 //! - `auditflow test [--config FILE]`: runs the rule unit tests of a pipeline's detect transforms.
 //! - `auditflow policy explain --policy FILE [INPUT]`: which audit policy rule decides each event.
+//! - `auditflow query`: searches the local store.
 
 mod api;
 mod catalog;
 mod detect;
 mod generate;
 mod policy;
+mod query;
 mod run;
 mod test;
 mod validate;
@@ -65,6 +67,8 @@ enum Command {
     /// Work with Kubernetes audit policies.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Search the events and alerts of a pipeline's local_store, newest first.
+    Query(Box<query::QueryArgs>),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +81,7 @@ fn main() -> ExitCode {
         Command::Detect(args) => detect::detect(&args),
         Command::Test { config } => test::test(&config),
         Command::Policy(command) => policy::policy(&command),
+        Command::Query(args) => query::query(&args),
     };
     match result {
         Ok(code) => code,

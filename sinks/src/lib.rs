@@ -13,6 +13,7 @@ pub mod encoding;
 pub mod file;
 pub mod http;
 pub mod http_client;
+pub mod local_store;
 
 use auditflow_core::component::{Catalog, ComponentSpec};
 
@@ -23,4 +24,8 @@ pub fn register(catalog: &mut Catalog) {
     catalog.register("console", ComponentSpec::Sink(console::parse));
     catalog.register("file", ComponentSpec::Sink(file::parse));
     catalog.register("http", ComponentSpec::Sink(http::parse));
+    catalog.register(
+        local_store::TYPE_NAME,
+        ComponentSpec::Sink(local_store::parse),
+    );
 }

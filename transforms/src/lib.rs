@@ -8,6 +8,7 @@ pub mod detect;
 pub mod filter;
 pub mod redact;
 pub mod route;
+pub mod timeshift;
 
 use auditflow_core::component::{Catalog, ComponentSpec};
 use auditflow_core::condition::Condition;
@@ -23,6 +24,7 @@ pub fn register(catalog: &mut Catalog) {
         ComponentSpec::Transform(audit_policy::parse),
     );
     catalog.register("redact", ComponentSpec::Transform(redact::parse));
+    catalog.register("timeshift", ComponentSpec::Transform(timeshift::parse));
 }
 
 /// Compiles a condition option, naming the option and position of a syntax error.

@@ -55,6 +55,11 @@ impl Clock {
         self.now
     }
 
+    /// The time of the latest arrival.
+    pub(super) fn now(&self) -> SimTime {
+        self.now
+    }
+
     /// `time` with microseconds, as audit events write their timestamps.
     pub(super) fn micros(&mut self, time: SimTime) -> Timestamp {
         let (second, nanos) = self.split(time);

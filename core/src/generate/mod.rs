@@ -27,11 +27,13 @@ mod body;
 mod catalog;
 mod clock;
 mod identity;
+pub mod incidents;
 mod names;
 mod request;
 mod text;
 mod wire;
 
+use std::collections::VecDeque;
 use std::io;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -60,10 +62,12 @@ pub struct GeneratorOptions {
     /// The simulated traffic density: requests arrive at this mean rate, which
     /// spaces the events' timestamps (it does not pace the generator).
     pub events_per_second: f64,
+    /// Inject the incidents of [`incidents`] at their times of the start's UTC day.
+    pub incidents: bool,
 }
 
 impl Default for GeneratorOptions {
-    /// Seed 1, from 2026-01-01T00:00:00Z, 1000 events per second.
+    /// Seed 1, from 2026-01-01T00:00:00Z, 1000 events per second, no incidents.
     fn default() -> Self {
         GeneratorOptions {
             seed: 1,
@@ -72,6 +76,7 @@ impl Default for GeneratorOptions {
                 .single()
                 .unwrap_or_default(),
             events_per_second: 1000.0,
+            incidents: false,
         }
     }
 }
@@ -111,6 +116,8 @@ pub struct Generator {
     resource_version: u64,
     /// A request whose RequestReceived event was written and whose last event is due.
     pending: Option<Request>,
+    /// Incident events still to come, in time order, with their simulated times.
+    incidents: VecDeque<(clock::SimTime, String)>,
     scratch: Vec<u8>,
 }
 
@@ -125,7 +132,13 @@ impl Generator {
             "events_per_second must be positive and finite, got {}",
             options.events_per_second
         );
+        let incidents = if options.incidents {
+            incident_queue(&options)
+        } else {
+            VecDeque::new()
+        };
         Generator {
+            incidents,
             rng: ChaCha8Rng::seed_from_u64(options.seed),
             clock: Clock::new(options.start, options.events_per_second),
             resource_version: INITIAL_RESOURCE_VERSION,
@@ -136,6 +149,10 @@ impl Generator {
 
     /// Appends the next audit event to `out`, as one line of JSON without a newline.
     pub fn next_event(&mut self, out: &mut String) {
+        if let Some(text) = self.due_incident() {
+            out.push_str(&text);
+            return;
+        }
         let now = self.clock.tick(&mut self.rng);
         let (request, stage) = match self.pending.take() {
             Some(request) => (request, request.final_stage()),
@@ -144,6 +161,15 @@ impl Generator {
         self.scratch.clear();
         wire::write_event(&mut self.scratch, &request, stage, now, &mut self.clock);
         out.push_str(std::str::from_utf8(&self.scratch).expect("serde_json writes UTF-8"));
+    }
+
+    /// The next incident event, if the simulated clock has reached its time.
+    fn due_incident(&mut self) -> Option<String> {
+        let (time, _) = self.incidents.front()?;
+        if *time > self.clock.now() {
+            return None;
+        }
+        self.incidents.pop_front().map(|(_, text)| text)
     }
 
     /// Plans a request arriving now and the stage of its first event.
@@ -204,6 +230,18 @@ impl Generator {
         }
         Ok(())
     }
+}
+
+/// The incident events of the start's day that come after the start, with their simulated times.
+fn incident_queue(options: &GeneratorOptions) -> VecDeque<(clock::SimTime, String)> {
+    let day = incidents::day_start(options.start);
+    incidents::incident_events(day, options.seed)
+        .into_iter()
+        .filter_map(|event| {
+            let offset = (event.time - options.start).num_nanoseconds()?;
+            (offset >= 0).then_some((offset, event.text))
+        })
+        .collect()
 }
 
 #[cfg(test)]

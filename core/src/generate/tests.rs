@@ -124,6 +124,7 @@ fn the_traffic_density_spaces_the_timestamps() {
         seed: 1,
         start,
         events_per_second: 10.0,
+        incidents: false,
     });
     let mut last = String::new();
     for _ in 0..100 {

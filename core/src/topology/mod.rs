@@ -204,6 +204,14 @@ impl InputReceiver {
         Some(batch)
     }
 
+    /// The next batch if one is waiting now, without waiting (a sink gathering a larger write).
+    pub fn try_recv(&mut self) -> Option<Batch> {
+        let batch = self.receiver.try_recv().ok()?;
+        self.buffer.add(-(batch.len() as i64));
+        self.received.add(batch.len() as u64);
+        Some(batch)
+    }
+
     /// A receiver fed by the returned sender (tests and benches drive components with it).
     pub fn channel(metrics: &ComponentMetrics, capacity: usize) -> (mpsc::Sender<Batch>, Self) {
         let (sender, receiver) = mpsc::channel(capacity);

@@ -18,8 +18,8 @@
 //!   the group then starts counting again.
 //! - `first_seen: {key, learning_period}`: alerts the first time a combination
 //!   of the `key` fields' values matches, once the learning period (counted
-//!   from the first event the rule matched) is over; during it, combinations
-//!   are only recorded.
+//!   from the earliest event time the rule matched) is over; during it,
+//!   combinations are only recorded.
 //! - `outside_windows: {timezone, windows}`: the rule matches only outside
 //!   every window (`"Sat 02:00-04:00"`, `"Mon-Fri 22:00-06:00"`, `"daily 03:00-04:00"`),
 //!   read in `timezone` (an IANA name, default UTC). Combines with the other two.
@@ -416,7 +416,11 @@ impl DetectState {
         time: i64,
     ) -> Verdict {
         let learning = i64::try_from(learning.as_nanos()).unwrap_or(i64::MAX);
-        let started = *self.learning_started.entry(rule.clone()).or_insert(time);
+        // The earliest event time seen, so that files read side by side (the
+        // rotated backups of a log) do not start learning late.
+        let started = self.learning_started.entry(rule.clone()).or_insert(time);
+        *started = (*started).min(time);
+        let started = *started;
         let entry = (rule.clone(), key);
         if let Some(last) = self.seen.get_mut(&entry) {
             *last = (*last).max(time);

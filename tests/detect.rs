@@ -443,7 +443,7 @@ fn the_test_command_runs_the_rule_pack_tests() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}");
     assert!(
-        stdout.contains("test result: 27 passed; 0 failed"),
+        stdout.contains("test result: 28 passed; 0 failed"),
         "{stdout}"
     );
 }

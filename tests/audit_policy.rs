@@ -5,7 +5,7 @@ mod common;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -48,21 +48,9 @@ path = "{{dir}}/out.ndjson"
 
 /// Runs `auditflow policy explain` with `args`, feeding `input`; returns (exit success, stdout, stderr).
 fn explain(args: &[&str], input: &[u8]) -> (bool, String, String) {
-    let mut child = Command::new(binary())
-        .args(["policy", "explain"])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start auditflow");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let output = child.wait_with_output().expect("wait");
-    writer.join().expect("writer");
+    let mut all = vec!["policy", "explain"];
+    all.extend_from_slice(args);
+    let output = run_with_stdin(&all, input);
     (
         output.status.success(),
         String::from_utf8_lossy(&output.stdout).into_owned(),

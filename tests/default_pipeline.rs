@@ -39,26 +39,17 @@ fn in_workspace(workspace: &Workspace, args: &[&str]) -> Output {
         .expect("run auditflow")
 }
 
-fn succeeded(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 #[test]
 fn the_default_pipeline_stores_the_sample_as_yesterday_and_query_answers_who_did_it() {
     let workspace = Workspace::new();
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     std::fs::copy(repo.join("pipeline.toml"), workspace.path("pipeline.toml")).expect("copy");
     std::os::unix::fs::symlink(repo.join("examples"), workspace.path("examples")).expect("link");
-    let console = succeeded(&in_workspace(&workspace, &["run", "--once"]));
+    let console = success_stdout(&in_workspace(&workspace, &["run", "--once"]));
     let count = |args: &[&str]| -> usize {
         let mut all = vec!["query", "--count"];
         all.extend_from_slice(args);
-        succeeded(&in_workspace(&workspace, &all))
+        success_stdout(&in_workspace(&workspace, &all))
             .trim()
             .parse()
             .expect("a count")
@@ -80,7 +71,7 @@ fn the_default_pipeline_stores_the_sample_as_yesterday_and_query_answers_who_did
     // Every stored alert is printed on the console, one line each.
     assert_eq!(count(&["--alerts"]), STORED_ALERTS);
     assert_eq!(console.lines().count(), STORED_ALERTS, "{console}");
-    let alerts_by_rule = succeeded(&in_workspace(
+    let alerts_by_rule = success_stdout(&in_workspace(
         &workspace,
         &["query", "--alerts", "--since", "48h", "--group-by", "rule"],
     ));
@@ -95,7 +86,7 @@ fn the_default_pipeline_stores_the_sample_as_yesterday_and_query_answers_who_did
     let yesterday = (Utc::now() - Duration::days(1))
         .format("%Y-%m-%d")
         .to_string();
-    let table = succeeded(&in_workspace(
+    let table = success_stdout(&in_workspace(
         &workspace,
         &[
             "query",
@@ -119,7 +110,7 @@ fn the_default_pipeline_stores_the_sample_as_yesterday_and_query_answers_who_did
     );
     assert!(rows[0].ends_with("production/app-config  200"), "{table}");
     // A second run resumes from the checkpoints: nothing is read or stored twice.
-    succeeded(&in_workspace(&workspace, &["run", "--once"]));
+    success_stdout(&in_workspace(&workspace, &["run", "--once"]));
     assert_eq!(count(&[]), STORED_EVENTS);
     assert_eq!(count(&["--alerts"]), STORED_ALERTS);
 }

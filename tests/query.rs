@@ -214,20 +214,11 @@ fn run_query(data_dir: &Path, args: &[&str]) -> Output {
         .expect("run auditflow query")
 }
 
-fn stdout(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 /// The auditIDs (events) or rules (alerts) the query prints as JSON, in order.
 fn ids(data_dir: &Path, args: &[&str]) -> Vec<String> {
     let mut all = vec!["--output", "json"];
     all.extend_from_slice(args);
-    stdout(&run_query(data_dir, &all))
+    success_stdout(&run_query(data_dir, &all))
         .lines()
         .map(|line| {
             let value: serde_json::Value = serde_json::from_str(line).expect("JSON line");
@@ -243,7 +234,7 @@ fn ids(data_dir: &Path, args: &[&str]) -> Vec<String> {
 fn json_lines(data_dir: &Path, args: &[&str]) -> Vec<serde_json::Value> {
     let mut all = vec!["--output", "json"];
     all.extend_from_slice(args);
-    stdout(&run_query(data_dir, &all))
+    success_stdout(&run_query(data_dir, &all))
         .lines()
         .map(|line| serde_json::from_str(line).expect("JSON line"))
         .collect()
@@ -307,7 +298,7 @@ fn count_and_group_by_count_the_matches() {
     let count = |args: &[&str]| -> String {
         let mut all = vec!["--count"];
         all.extend_from_slice(args);
-        stdout(&run_query(&data, &all)).trim().to_string()
+        success_stdout(&run_query(&data, &all)).trim().to_string()
     };
     assert_eq!(count(&[]), "6");
     assert_eq!(count(&["--verb", "delete"]), "2");
@@ -342,7 +333,7 @@ fn count_and_group_by_count_the_matches() {
             serde_json::json!({"group": "dev", "count": 2})
         ]
     );
-    let table = stdout(&run_query(&data, &["--group-by", "code"]));
+    let table = success_stdout(&run_query(&data, &["--group-by", "code"]));
     assert_eq!(table.lines().next(), Some("COUNT  CODE"));
     assert_eq!(table.lines().nth(1), Some("3      200"));
 }
@@ -379,7 +370,7 @@ fn alerts_are_queried_with_their_own_filters() {
     );
     let rules = json_lines(&data, &["--alerts", "--group-by", "priority"]);
     assert_eq!(rules.len(), 3);
-    let table = stdout(&run_query(&data, &["--alerts", "--since", "1h"]));
+    let table = success_stdout(&run_query(&data, &["--alerts", "--since", "1h"]));
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines.len(), 2, "{table}");
     assert!(
@@ -397,7 +388,7 @@ fn alerts_are_queried_with_their_own_filters() {
 fn the_table_shows_who_did_what_and_json_the_events_as_stored() {
     let workspace = fixture();
     let data = workspace.path("data");
-    let table = stdout(&run_query(
+    let table = success_stdout(&run_query(
         &data,
         &[
             "--verb",
@@ -445,7 +436,7 @@ fn the_store_is_found_from_the_pipeline_configuration() {
             .output()
             .expect("run auditflow query")
     };
-    assert_eq!(stdout(&query(&["--count"])).trim(), "6");
+    assert_eq!(success_stdout(&query(&["--count"])).trim(), "6");
     let other = workspace.path("other.toml");
     std::fs::write(
         &other,
@@ -463,7 +454,7 @@ fn the_store_is_found_from_the_pipeline_configuration() {
         "{message}"
     );
     assert_eq!(
-        stdout(&query(&[
+        success_stdout(&query(&[
             "--config",
             "other.toml",
             "--store",
@@ -498,7 +489,7 @@ fn a_damaged_partition_is_named_and_the_other_days_are_still_answered() {
     );
     // A range that does not reach the damaged day does not open it.
     assert_eq!(
-        stdout(&run_query(&data, &["--since", "48h", "--count"])).trim(),
+        success_stdout(&run_query(&data, &["--since", "48h", "--count"])).trim(),
         "4"
     );
 }

@@ -9,6 +9,35 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// Runs the binary with `args`, feeding `input` on stdin; returns its output.
+pub fn run_with_stdin(args: &[&str], input: &[u8]) -> Output {
+    let mut child = Command::new(binary())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start auditflow");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let output = child.wait_with_output().expect("wait for auditflow");
+    writer.join().expect("writer thread");
+    output
+}
+
+/// The standard output of a run that must have succeeded (else its stderr is shown).
+pub fn success_stdout(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 /// The binary under test.
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_auditflow")
@@ -76,22 +105,8 @@ impl Workspace {
 
     /// Runs `auditflow run --once` with `input` on stdin; returns its output.
     pub fn run_once(&self, config: &Path, input: &[u8]) -> Output {
-        let mut child = Command::new(binary())
-            .args(["run", "--once", "--config"])
-            .arg(config)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start auditflow");
-        let mut stdin = child.stdin.take().expect("stdin");
-        let input = input.to_vec();
-        let writer = std::thread::spawn(move || {
-            let _ = stdin.write_all(&input);
-        });
-        let output = child.wait_with_output().expect("wait for auditflow");
-        writer.join().expect("writer thread");
-        output
+        let config = config.display().to_string();
+        run_with_stdin(&["run", "--once", "--config", &config], input)
     }
 
     /// Starts `auditflow run` (without `--once`) with a piped stdin.

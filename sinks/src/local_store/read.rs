@@ -331,7 +331,10 @@ impl Store {
         mut read: impl FnMut(&Connection, &Path) -> rusqlite::Result<ControlFlow<()>>,
     ) -> anyhow::Result<()> {
         for (_, path) in self.partitions(range)? {
-            let outcome = schema::open_for_reading(&path).and_then(|c| read(&c, &path));
+            let outcome = schema::open_for_reading(&path).and_then(|connection| match connection {
+                Some(connection) => read(&connection, &path),
+                None => Ok(ControlFlow::Continue(())),
+            });
             match outcome {
                 Ok(ControlFlow::Break(())) => break,
                 Ok(ControlFlow::Continue(())) => {}

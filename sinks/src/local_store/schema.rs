@@ -113,25 +113,40 @@ pub fn open_for_writing(path: &Path) -> rusqlite::Result<Connection> {
     if version != 0 && version != SCHEMA_VERSION {
         return Err(schema_mismatch(version));
     }
-    connection.execute_batch(SCHEMA)?;
-    connection.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    // One transaction: a reader sees either no table at all (a partition
+    // being created, read as empty) or the whole schema with its version.
+    connection.execute_batch(&format!(
+        "BEGIN IMMEDIATE;\n{SCHEMA}\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
+    ))?;
     Ok(connection)
 }
 
 /// Opens an existing partition for reading; fails on a file that is not one.
 ///
 /// The file is opened read-write without creating it (a reader of a WAL
-/// database needs its shared-memory file), and only ever read.
-pub fn open_for_reading(path: &Path) -> rusqlite::Result<Connection> {
+/// database needs its shared-memory file), and only ever read. `None`: the
+/// partition is being created by a writer (no table committed yet), so it
+/// holds nothing yet.
+pub fn open_for_reading(path: &Path) -> rusqlite::Result<Option<Connection>> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let connection = Connection::open_with_flags(path, flags)
         .or_else(|_| Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY))?;
     connection.busy_timeout(BUSY_TIMEOUT)?;
     let version: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if version == 0 && is_empty(&connection)? {
+        return Ok(None);
+    }
     if version != SCHEMA_VERSION {
         return Err(schema_mismatch(version));
     }
-    Ok(connection)
+    Ok(Some(connection))
+}
+
+/// Whether the database has no table, index or view at all.
+fn is_empty(connection: &Connection) -> rusqlite::Result<bool> {
+    let objects: i64 =
+        connection.query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get(0))?;
+    Ok(objects == 0)
 }
 
 fn schema_mismatch(version: i64) -> rusqlite::Error {

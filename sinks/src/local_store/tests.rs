@@ -166,3 +166,25 @@ fn a_damaged_partition_is_named_and_the_others_are_read() {
     assert_eq!(store.errors[0].path, damaged);
     assert!(store.errors[0].to_string().contains("2026-11-23.sqlite"));
 }
+
+#[test]
+fn a_partition_still_being_created_reads_as_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut writer = Writer::new(dir.path().to_path_buf(), 90, 3).unwrap();
+    let batch = vec![audit(
+        "a",
+        "ResponseComplete",
+        "2026-11-24T10:00:00Z",
+        "get",
+        "alice",
+        "default",
+    )];
+    writer.write(&batch, now()).unwrap();
+    writer.close();
+    // What a reader finds between the writer creating the file and committing its schema.
+    let creating = partition::path_of(dir.path(), Day::parse("2026-11-25").unwrap());
+    std::fs::write(&creating, b"").unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
+    assert_eq!(all_events(&mut store, &EventFilter::default()), ["a"]);
+    assert!(store.errors.is_empty(), "{:?}", store.errors.len());
+}

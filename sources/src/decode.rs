@@ -347,6 +347,30 @@ mod tests {
     }
 
     #[test]
+    fn a_whole_pretty_printed_list_with_escapes_and_unicode_keeps_every_item() {
+        let id: Arc<str> = "in".into();
+        let first = r#"{"auditID":"\u00e9t\u00e9","stage":"ResponseComplete","verb":"get","requestObject":{"note":"caf\u00e9 \"ünï\" [ ] { }","items":[[{}]]}}"#;
+        let second =
+            r#"{"auditID":"ü","stage":"Panic","verb":"create","user":{"username":"a\\b"}}"#;
+        let list = format!(
+            "{{\n  \"kind\": \"EventList\",\n  \"apiVersion\": \"audit.k8s.io/v1\",\n  \"items\": [\n    {first},\n    {}\n  ]\n}}\n",
+            second.replace(",\"", ",\n      \"")
+        );
+        let events = decode_document_whole(list.into_bytes(), &id).expect("a valid list");
+        let audit: Vec<&auditflow_core::event::AuditEvent> =
+            events.iter().filter_map(Event::as_audit).collect();
+        assert_eq!(audit.len(), 2);
+        assert_eq!(audit[0].header().audit_id, "été");
+        assert_eq!(audit[0].as_json(), first);
+        assert_eq!(
+            audit[0].request_object(),
+            Some(r#"{"note":"caf\u00e9 \"ünï\" [ ] { }","items":[[{}]]}"#)
+        );
+        assert_eq!(audit[1].header().user.username, "a\\b");
+        assert_eq!(audit[1].as_json(), second, "made one line again");
+    }
+
+    #[test]
     fn a_bad_list_item_is_reported_with_its_own_text() {
         let id: Arc<str> = "in".into();
         let good = r#"{"auditID":"a","stage":"ResponseComplete","verb":"get"}"#;

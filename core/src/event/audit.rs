@@ -15,7 +15,8 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::json::{compact_json, max_depth_exceeds};
+use super::json::compact_json;
+use super::scan::{read_document, Item, Wire};
 use super::EventError;
 
 /// The stage of request handling at which an audit event was generated.
@@ -228,52 +229,6 @@ pub struct AuditEvent {
     response_object: Option<Range<usize>>,
 }
 
-/// The wire form of a JSON document that may hold an `Event` or an `EventList`.
-///
-/// Fields borrow from the input text; bodies are located but not parsed.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct WireDocument<'a> {
-    #[serde(default, borrow)]
-    kind: Option<&'a RawValue>,
-    #[serde(default)]
-    api_version: Option<String>,
-    #[serde(default, borrow)]
-    items: Option<Vec<&'a RawValue>>,
-    #[serde(default, rename = "auditID")]
-    audit_id: Option<String>,
-    #[serde(default)]
-    stage: Option<String>,
-    #[serde(default)]
-    level: Option<String>,
-    #[serde(default, rename = "requestURI")]
-    request_uri: Option<String>,
-    #[serde(default)]
-    verb: Option<String>,
-    #[serde(default)]
-    user: Option<UserInfo>,
-    #[serde(default)]
-    impersonated_user: Option<UserInfo>,
-    #[serde(default, rename = "sourceIPs")]
-    source_ips: Option<Vec<String>>,
-    #[serde(default)]
-    user_agent: Option<String>,
-    #[serde(default)]
-    object_ref: Option<ObjectReference>,
-    #[serde(default)]
-    response_status: Option<ResponseStatus>,
-    #[serde(default)]
-    request_received_timestamp: Option<String>,
-    #[serde(default)]
-    stage_timestamp: Option<String>,
-    #[serde(default)]
-    annotations: Option<IndexMap<String, String>>,
-    #[serde(default, borrow)]
-    request_object: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    response_object: Option<&'a RawValue>,
-}
-
 /// The result of decoding one JSON document: a single event, or the items of an `EventList`.
 pub type DecodedDocument = Vec<Result<AuditEvent, ItemError>>;
 
@@ -321,12 +276,11 @@ struct Parts {
 
 impl Parts {
     /// Moves the header out of the wire form and locates the bodies, relative
-    /// to the text with its leading whitespace trimmed.
-    fn of(text: &str, wire: WireDocument<'_>) -> Result<Parts, EventError> {
-        let lead = text.len() - text.trim_start().len();
-        let locate = |raw: &RawValue| shift_back(span_of(text, raw.get()), lead);
-        let request_object = wire.request_object.map(locate);
-        let response_object = wire.response_object.map(locate);
+    /// to the event's text, which starts `start` bytes into the text read.
+    fn of(wire: Wire<'_>, start: usize) -> Result<Parts, EventError> {
+        let locate = |range: Range<usize>| shift_back(range, start);
+        let request_object = wire.request_object.clone().map(locate);
+        let response_object = wire.response_object.clone().map(locate);
         Ok(Parts {
             header: header_from_wire(wire)?,
             request_object,
@@ -354,24 +308,55 @@ fn locate(text: &str) -> Result<Located, EventError> {
     {
         return decode_wire(text, wire).map(Located::Decoded);
     }
-    Ok(Located::Single(Box::new(Parts::of(text, wire)?)))
+    Ok(Located::Single(Box::new(Parts::of(
+        wire,
+        leading_whitespace(text),
+    )?)))
 }
 
-fn decode_wire(text: &str, wire: WireDocument<'_>) -> Result<DecodedDocument, EventError> {
+fn decode_wire(text: &str, wire: Wire<'_>) -> Result<DecodedDocument, EventError> {
     match kind_of(&wire)? {
         DocumentKind::Event => Ok(vec![Ok(AuditEvent::from_wire(text, wire)?)]),
         DocumentKind::EventList => {
             let items = wire.items.unwrap_or_default();
             Ok(items
                 .into_iter()
-                .map(|item| {
-                    AuditEvent::parse(item.get()).map_err(|error| ItemError {
-                        error,
-                        input: item.get().to_string(),
-                    })
-                })
+                .map(|item| item_event(text, item))
                 .collect())
         }
+    }
+}
+
+/// The event of an `EventList` item, read already in the list's one pass; its text is copied out.
+fn item_event(text: &str, item: Item<'_>) -> Result<AuditEvent, ItemError> {
+    let input = text.get(item.span.clone()).unwrap_or_default();
+    let event = item.wire.and_then(|wire| {
+        if let Some(error) = wire.error {
+            return Err(error);
+        }
+        if let DocumentKind::EventList = kind_of(&wire)? {
+            return Err(one_event_expected());
+        }
+        if needs_compacting(input) {
+            return AuditEvent::parse(&compact_json(input));
+        }
+        Ok(Parts::of(wire, item.span.start)?.into_event(input.to_string()))
+    });
+    event.map_err(|error| ItemError {
+        error,
+        input: input.to_string(),
+    })
+}
+
+fn one_event_expected() -> EventError {
+    EventError::NotAudit("an EventList where one Event was expected".to_string())
+}
+
+/// The error for a list item that is valid JSON but not an object.
+pub(super) fn not_an_object(text: &str) -> EventError {
+    match describe_json_start(text) {
+        Some(what) => EventError::NotAnObject(what),
+        None => EventError::Json("expected a JSON object, found text that is not JSON".into()),
     }
 }
 
@@ -380,28 +365,17 @@ enum DocumentKind {
     EventList,
 }
 
-fn parse_wire(text: &str) -> Result<WireDocument<'_>, EventError> {
+/// Reads a document in one pass; a field of the wrong type makes the document unusable.
+fn parse_wire(text: &str) -> Result<Wire<'_>, EventError> {
     let trimmed = text.trim_start();
     if !trimmed.starts_with('{') {
-        return Err(match describe_json_start(trimmed) {
-            Some(what) => EventError::NotAnObject(what),
-            None => EventError::Json("expected a JSON object, found text that is not JSON".into()),
-        });
+        return Err(not_an_object(trimmed));
     }
-    check_depth(text)?;
-    serde_json::from_str(text).map_err(EventError::from_json)
-}
-
-/// serde_json's own nesting limit for value trees: an accepted body can always be parsed later.
-const MAX_NESTING: usize = 128;
-
-fn check_depth(text: &str) -> Result<(), EventError> {
-    if max_depth_exceeds(text.as_bytes(), MAX_NESTING) {
-        return Err(EventError::Json(format!(
-            "nested deeper than {MAX_NESTING} levels"
-        )));
+    let mut wire = read_document(text)?;
+    match wire.error.take() {
+        Some(error) => Err(error),
+        None => Ok(wire),
     }
-    Ok(())
 }
 
 /// What kind of JSON value a document that is not an object starts, if it looks like JSON at all.
@@ -417,7 +391,7 @@ fn describe_json_start(text: &str) -> Option<&'static str> {
     }
 }
 
-fn kind_of(wire: &WireDocument<'_>) -> Result<DocumentKind, EventError> {
+fn kind_of(wire: &Wire<'_>) -> Result<DocumentKind, EventError> {
     if let Some(api_version) = &wire.api_version {
         if !api_version.starts_with("audit.k8s.io/") {
             return Err(EventError::NotAudit(format!(
@@ -425,7 +399,7 @@ fn kind_of(wire: &WireDocument<'_>) -> Result<DocumentKind, EventError> {
             )));
         }
     }
-    match wire.kind.map(RawValue::get) {
+    match wire.kind {
         None | Some("\"Event\"") => Ok(DocumentKind::Event),
         Some("\"EventList\"") if wire.items.is_some() => Ok(DocumentKind::EventList),
         Some("\"EventList\"") => Err(EventError::NotAudit(
@@ -443,18 +417,16 @@ impl AuditEvent {
         let wire = parse_wire(text)?;
         match kind_of(&wire)? {
             DocumentKind::Event => AuditEvent::from_wire(text, wire),
-            DocumentKind::EventList => Err(EventError::NotAudit(
-                "an EventList where one Event was expected".to_string(),
-            )),
+            DocumentKind::EventList => Err(one_event_expected()),
         }
     }
 
-    fn from_wire(text: &str, wire: WireDocument<'_>) -> Result<AuditEvent, EventError> {
+    fn from_wire(text: &str, wire: Wire<'_>) -> Result<AuditEvent, EventError> {
         if needs_compacting(text) {
             // Pretty-printed input: make it one line, then locate the bodies anew.
             return AuditEvent::parse(&compact_json(text));
         }
-        Ok(Parts::of(text, wire)?.into_event(text.trim().to_string()))
+        Ok(Parts::of(wire, leading_whitespace(text))?.into_event(text.trim().to_string()))
     }
 
     /// The typed header.
@@ -625,7 +597,7 @@ fn level_of(raw: &RawValue) -> Result<Option<Level>, EventError> {
 }
 
 /// Moves the header fields out of the wire form (bodies must have been located first).
-fn header_from_wire(wire: WireDocument<'_>) -> Result<AuditHeader, EventError> {
+fn header_from_wire(wire: Wire<'_>) -> Result<AuditHeader, EventError> {
     let audit_id = required(wire.audit_id, "auditID")?;
     let stage = Stage::parse(&required(wire.stage, "stage")?);
     let verb = required(wire.verb, "verb")?;
@@ -652,10 +624,7 @@ fn header_from_wire(wire: WireDocument<'_>) -> Result<AuditHeader, EventError> {
         response_status: wire.response_status,
         request_received_timestamp: wire.request_received_timestamp,
         stage_timestamp: wire.stage_timestamp,
-        annotations: wire
-            .annotations
-            .map(|map| map.into_iter().collect())
-            .unwrap_or_default(),
+        annotations: wire.annotations.unwrap_or_default(),
     })
 }
 
@@ -666,10 +635,8 @@ fn needs_compacting(text: &str) -> bool {
     memchr::memchr2(b'\n', b'\r', text.trim().as_bytes()).is_some()
 }
 
-/// The byte range of `inner` (a slice of `outer`) within `outer`.
-fn span_of(outer: &str, inner: &str) -> Range<usize> {
-    let start = (inner.as_ptr() as usize).saturating_sub(outer.as_ptr() as usize);
-    start..start + inner.len()
+fn leading_whitespace(text: &str) -> usize {
+    text.len() - text.trim_start().len()
 }
 
 fn shift_back(range: Range<usize>, by: usize) -> Range<usize> {

@@ -16,6 +16,7 @@
 mod alert;
 mod audit;
 mod json;
+mod scan;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -182,3 +182,255 @@ fn a_finished_edit_is_the_event_its_text_decodes_to() {
     edit.set("level", &"Everything".into()).unwrap();
     assert!(edit.finish().is_err());
 }
+
+/// An event with the given extra top-level fields (a JSON fragment starting with a comma).
+fn event_with(id: &str, extra: &str) -> String {
+    format!(r#"{{"auditID":"{id}","stage":"ResponseComplete","verb":"get"{extra}}}"#)
+}
+
+#[test]
+fn list_items_with_escapes_unicode_and_nested_lists_are_read_in_one_pass() {
+    let escaped = event_with(
+        "e\\u0031",
+        r#","user":{"username":"al\u00efce \ud83d\ude00 \"q\" \\ \/","groups":["g\tx"]},"annotations":{"k\u0031":"v","k1":"w"}"#,
+    );
+    let unicode = event_with(
+        "ü",
+        r#","requestURI":"/api/v1/namespaces/ñ","requestObject":{"a":"ö\"]}"}"#,
+    );
+    let nested = event_with(
+        "n",
+        r#","items":[{"kind":"EventList","items":[]}],"responseObject":{"kind":"EventList","items":[[1,{"x":null}]]}"#,
+    );
+    let list = format!(
+        "{{\"kind\":\"EventList\",\"apiVersion\":\"audit.k8s.io/v1\",\"items\":[ {escaped} ,\n{unicode},{nested} ],\"metadata\":{{}}}}"
+    );
+    let items = decode_document(&list).unwrap();
+    let events: Vec<&AuditEvent> = items.iter().map(|item| item.as_ref().unwrap()).collect();
+    assert_eq!(events.len(), 3);
+    let header = events[0].header();
+    assert_eq!(header.audit_id, "e1");
+    assert_eq!(header.user.username, "al\u{ef}ce \u{1F600} \"q\" \\ /");
+    assert_eq!(header.user.groups, vec!["g\tx"]);
+    assert_eq!(
+        header.annotations,
+        vec![("k1".to_string(), "w".to_string())]
+    );
+    assert_eq!(events[0].as_json(), escaped);
+    assert_eq!(events[1].header().audit_id, "ü");
+    assert_eq!(events[1].header().request_uri, "/api/v1/namespaces/ñ");
+    assert_eq!(events[1].request_object(), Some(r#"{"a":"ö\"]}"}"#));
+    assert_eq!(events[1].as_json(), unicode);
+    assert_eq!(
+        events[2].response_object(),
+        Some(r#"{"kind":"EventList","items":[[1,{"x":null}]]}"#)
+    );
+    assert_eq!(events[2].as_json(), nested);
+}
+
+#[test]
+fn bad_list_items_spoil_only_themselves() {
+    let good = event_with("g", "");
+    let wrong_type = event_with(
+        "t",
+        r#","user":{"username":5},"requestObject":{"deep":[{"x":1}]}"#,
+    );
+    let duplicate = event_with("d", r#","verb":"list""#);
+    let bad_level = event_with("l", r#","level":"Loud""#);
+    let inner_list = r#"{"kind":"EventList","items":[]}"#;
+    let items_not_a_list = event_with("i", r#","items":5"#);
+    let lone_surrogate = event_with("\\ud800", "");
+    let list = format!(
+        r#"{{"kind":"EventList","items":[{good},{wrong_type},"text",[1],null,{duplicate},{bad_level},{inner_list},{items_not_a_list},{lone_surrogate},{good}]}}"#
+    );
+    let items = decode_document(&list).unwrap();
+    let kinds: Vec<Option<&str>> = items
+        .iter()
+        .map(|item| item.as_ref().err().map(|bad| bad.error.kind()))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            None,
+            Some("invalid_json"),
+            Some("not_audit_event"),
+            Some("not_audit_event"),
+            Some("not_audit_event"),
+            Some("invalid_json"),
+            Some("not_audit_event"),
+            Some("not_audit_event"),
+            Some("invalid_json"),
+            Some("invalid_json"),
+            None,
+        ]
+    );
+    let inputs: Vec<&str> = items
+        .iter()
+        .filter_map(|item| item.as_ref().err().map(|bad| bad.input.as_str()))
+        .collect();
+    assert_eq!(inputs[0], wrong_type);
+    assert_eq!(&inputs[1..4], &["\"text\"", "[1]", "null"]);
+    assert_eq!(inputs[4], duplicate);
+    let messages: Vec<String> = items
+        .iter()
+        .filter_map(|item| item.as_ref().err().map(|bad| bad.error.to_string()))
+        .collect();
+    assert!(messages[0].contains("expected a string"), "{}", messages[0]);
+    assert!(messages[1].contains("a JSON string"), "{}", messages[1]);
+    assert!(
+        messages[4].contains("duplicate field `verb`"),
+        "{}",
+        messages[4]
+    );
+    assert!(
+        messages[6].contains("where one Event was expected"),
+        "{}",
+        messages[6]
+    );
+    assert!(messages[8].contains("surrogate"), "{}", messages[8]);
+    assert_eq!(items[10].as_ref().unwrap().as_json(), good);
+}
+
+#[test]
+fn a_syntax_error_anywhere_spoils_the_whole_document() {
+    let good = event_with("g", "");
+    let broken_bodies = [
+        r#"{"a":01}"#,
+        r#"{"a":1.}"#,
+        r#"{"a":-}"#,
+        r#"{"a":1e}"#,
+        r#"{"a":"\x"}"#,
+        r#"{"a":"\u12g4"}"#,
+        "{\"a\":\"tab\there\"}",
+        r#"{"a":tru}"#,
+        r#"{"a":[1,]}"#,
+        r#"{"a":{"b":1,}}"#,
+        r#"{"a" 1}"#,
+        r#"{"a":1 "b":2}"#,
+        r#"{a:1}"#,
+        r#"{"a":"open}"#,
+        r#"{"a":[1"#,
+    ];
+    for body in broken_bodies {
+        let single = event_with("s", &format!(r#","requestObject":{body}"#));
+        let error = decode_document(&single).expect_err(&single);
+        assert_eq!(error.kind(), "invalid_json", "{single}: {error}");
+        let list = format!(r#"{{"kind":"EventList","items":[{good},{single}]}}"#);
+        let error = decode_document(&list).expect_err(&list);
+        assert_eq!(error.kind(), "invalid_json", "{list}: {error}");
+    }
+    let error = decode_document(&format!("{good} x")).unwrap_err();
+    assert!(error.to_string().contains("trailing characters"), "{error}");
+    let error = decode_document(&format!("{good},")).unwrap_err();
+    assert_eq!(error.kind(), "invalid_json");
+}
+
+#[test]
+fn valid_bodies_of_every_kind_are_located() {
+    let body = r#"{"n":[-0,1.5e-3,2E+2,0.25,-12],"t":true,"f":false,"z":null,"s":"\\\"\/\b\f\n\r\t\u00e9","e":{},"l":[]}"#;
+    let text = event_with(
+        "v",
+        &format!(r#","requestObject":{body},"responseObject":null"#),
+    );
+    let event = AuditEvent::parse(&text).unwrap();
+    assert_eq!(event.request_object(), Some(body));
+    assert_eq!(event.response_object(), None);
+}
+
+#[test]
+fn nesting_is_limited_at_128_levels() {
+    let nested = |depth: usize| {
+        event_with(
+            "n",
+            &format!(
+                r#","requestObject":{}{}"#,
+                "[".repeat(depth - 1),
+                "]".repeat(depth - 1)
+            ),
+        )
+    };
+    assert!(AuditEvent::parse(&nested(128)).is_ok());
+    let error = AuditEvent::parse(&nested(129)).unwrap_err();
+    assert!(
+        error.to_string().contains("nested deeper than 128"),
+        "{error}"
+    );
+    let list = format!(r#"{{"kind":"EventList","items":[{}]}}"#, nested(127));
+    assert!(decode_document(&list).is_err());
+}
+
+#[test]
+fn typed_fields_accept_null_and_refuse_wrong_types() {
+    let nulls = event_with(
+        "x",
+        r#","apiVersion":null,"level":null,"user":null,"sourceIPs":null,"objectRef":{"name":null},"responseStatus":{"code":null},"annotations":null,"kind":null"#,
+    );
+    let event = AuditEvent::parse(&nulls).unwrap();
+    assert_eq!(event.header().level, None);
+    assert_eq!(event.header().object_ref.as_ref().unwrap().name, None);
+    let wrong = [
+        r#","user":{"groups":null}"#,
+        r#","user":"alice""#,
+        r#","sourceIPs":[null]"#,
+        r#","responseStatus":{"code":200.0}"#,
+        r#","responseStatus":{"code":9223372036854775808}"#,
+        r#","annotations":{"a":1}"#,
+        r#","objectRef":{"name":{}}"#,
+        r#","objectRef":{"name":"a","name":"b"}"#,
+    ];
+    for extra in wrong {
+        let text = event_with("x", extra);
+        let error = AuditEvent::parse(&text).expect_err(&text);
+        assert_eq!(error.kind(), "invalid_json", "{text}: {error}");
+    }
+    let code = event_with("x", r#","responseStatus":{"code":-404,"unknown":[1]}"#);
+    assert_eq!(
+        AuditEvent::parse(&code).unwrap().header().response_code(),
+        Some(-404)
+    );
+}
+
+#[test]
+fn generated_events_read_as_serde_json_reads_them() {
+    let mut generator = crate::generate::Generator::new(crate::generate::GeneratorOptions {
+        seed: 7,
+        ..crate::generate::GeneratorOptions::default()
+    });
+    for _ in 0..300 {
+        let mut line = String::new();
+        generator.next_event(&mut line);
+        let event = AuditEvent::parse(&line).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let header = event.header();
+        assert_eq!(value["auditID"], header.audit_id.as_str());
+        assert_eq!(value["verb"], header.verb.as_str());
+        assert_eq!(
+            value["user"]["username"].as_str().unwrap_or_default(),
+            header.user.username
+        );
+        assert_eq!(value["stage"], header.stage.as_str());
+        let groups: Vec<&str> = value["user"]["groups"]
+            .as_array()
+            .map(|groups| groups.iter().filter_map(|g| g.as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(groups, header.user.groups);
+        let object = header.object_ref.clone().unwrap_or_default();
+        assert_eq!(value["objectRef"]["name"].as_str(), object.name.as_deref());
+        assert_eq!(
+            value["responseStatus"]["code"].as_i64(),
+            header.response_code()
+        );
+        let body = |raw: Option<&str>| {
+            raw.map(|raw| serde_json::from_str::<serde_json::Value>(raw).unwrap())
+        };
+        assert_eq!(
+            body(event.request_object()),
+            value.get("requestObject").cloned()
+        );
+        assert_eq!(
+            body(event.response_object()),
+            value.get("responseObject").cloned()
+        );
+        assert_eq!(event.as_json(), line);
+    }
+}

@@ -1,0 +1,918 @@
+//! A single-pass, validating JSON reader for audit event documents.
+//!
+//! It reads the top-level object of an `Event` or `EventList` once, without
+//! building a value tree: the header's fields are taken as they are met; every
+//! other value (the bodies, fields auditflow does not know) is checked for JSON
+//! syntax and skipped, strings with a vectorised scan for their closing quote;
+//! an `EventList`'s items are read in the same pass, each as an event of its
+//! own, with its place in the text. A field of the wrong type spoils only the
+//! event (or list item) it belongs to; a syntax error, or nesting deeper than
+//! [`MAX_NESTING`] levels, spoils the whole document.
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+use indexmap::IndexMap;
+
+use super::audit::{ObjectReference, ResponseStatus, UserInfo};
+use super::EventError;
+
+/// serde_json's own nesting limit for value trees: an accepted body can always be parsed later.
+pub(super) const MAX_NESTING: usize = 128;
+
+/// The fields of one event (or of an `EventList`) as read from the text.
+///
+/// Body ranges are byte offsets into the text that was read.
+#[derive(Debug, Default)]
+pub(super) struct Wire<'a> {
+    /// The raw JSON of `kind` (`"Event"` with its quotes).
+    pub kind: Option<&'a str>,
+    pub api_version: Option<String>,
+    /// The items of a list: read as events at the top level, only checked deeper down.
+    pub items: Option<Vec<Item<'a>>>,
+    pub audit_id: Option<String>,
+    pub stage: Option<String>,
+    pub level: Option<String>,
+    pub request_uri: Option<String>,
+    pub verb: Option<String>,
+    pub user: Option<UserInfo>,
+    pub impersonated_user: Option<UserInfo>,
+    pub source_ips: Option<Vec<String>>,
+    pub user_agent: Option<String>,
+    pub object_ref: Option<ObjectReference>,
+    pub response_status: Option<ResponseStatus>,
+    pub request_received_timestamp: Option<String>,
+    pub stage_timestamp: Option<String>,
+    pub annotations: Option<Vec<(String, String)>>,
+    pub request_object: Option<Range<usize>>,
+    pub response_object: Option<Range<usize>>,
+    /// The first field of the wrong type (or given twice), if any: the event is unusable.
+    pub error: Option<EventError>,
+}
+
+/// One element of an `EventList`'s `items`: where it is, and what it holds.
+#[derive(Debug)]
+pub(super) struct Item<'a> {
+    /// The element's byte range in the text.
+    pub span: Range<usize>,
+    /// Its fields, or why it is not an object.
+    pub wire: Result<Wire<'a>, EventError>,
+}
+
+/// Reads a document that starts (after whitespace) with `{` and holds nothing after its object.
+pub(super) fn read_document(text: &str) -> Result<Wire<'_>, EventError> {
+    let mut reader = Reader {
+        text,
+        bytes: text.as_bytes(),
+        pos: 0,
+        depth: 0,
+    };
+    reader.skip_ws();
+    if reader.peek() != Some(b'{') {
+        return Err(reader.syntax("expected a JSON object"));
+    }
+    let wire = reader.event_object(true)?;
+    reader.skip_ws();
+    if reader.pos < reader.bytes.len() {
+        return Err(reader.syntax("trailing characters"));
+    }
+    Ok(wire)
+}
+
+/// A value read in full: `Ok` if it had the expected type, `Err` (a type error) if not.
+type Typed<T> = Result<T, EventError>;
+
+/// The outer error is fatal (bad syntax); the inner one spoils only the current event.
+type Read<T> = Result<Typed<T>, EventError>;
+
+/// The fields of an audit event that are read; the position is the field's number.
+const EVENT_FIELDS: [&str; 19] = [
+    "kind",
+    "apiVersion",
+    "items",
+    "auditID",
+    "stage",
+    "level",
+    "requestURI",
+    "verb",
+    "user",
+    "impersonatedUser",
+    "sourceIPs",
+    "userAgent",
+    "objectRef",
+    "responseStatus",
+    "requestReceivedTimestamp",
+    "stageTimestamp",
+    "annotations",
+    "requestObject",
+    "responseObject",
+];
+
+const USER_FIELDS: [&str; 3] = ["username", "uid", "groups"];
+
+const OBJECT_REF_FIELDS: [&str; 8] = [
+    "resource",
+    "namespace",
+    "name",
+    "uid",
+    "apiGroup",
+    "apiVersion",
+    "resourceVersion",
+    "subresource",
+];
+
+const STATUS_FIELDS: [&str; 4] = ["code", "status", "reason", "message"];
+
+/// The known fields of an object: their names, and a fast lookup of a name's number for long lists.
+struct Fields {
+    names: &'static [&'static str],
+    number: Option<fn(&str) -> Option<usize>>,
+}
+
+impl Fields {
+    const fn few(names: &'static [&'static str]) -> Fields {
+        Fields {
+            names,
+            number: None,
+        }
+    }
+}
+
+const EVENT: Fields = Fields {
+    names: &EVENT_FIELDS,
+    number: Some(event_field_number),
+};
+
+/// The number of an event field (its place in [`EVENT_FIELDS`]).
+fn event_field_number(name: &str) -> Option<usize> {
+    Some(match name {
+        "kind" => 0,
+        "apiVersion" => 1,
+        "items" => 2,
+        "auditID" => 3,
+        "stage" => 4,
+        "level" => 5,
+        "requestURI" => 6,
+        "verb" => 7,
+        "user" => 8,
+        "impersonatedUser" => 9,
+        "sourceIPs" => 10,
+        "userAgent" => 11,
+        "objectRef" => 12,
+        "responseStatus" => 13,
+        "requestReceivedTimestamp" => 14,
+        "stageTimestamp" => 15,
+        "annotations" => 16,
+        "requestObject" => 17,
+        "responseObject" => 18,
+        _ => return None,
+    })
+}
+
+/// A key of an object, as written (escapes not yet resolved).
+struct Key<'a> {
+    raw: &'a str,
+    escaped: bool,
+}
+
+impl Key<'_> {
+    /// The key's number among `fields` (see [`Fields`]), if it is one of them.
+    fn position(&self, fields: &Fields) -> Typed<Option<usize>> {
+        let name: Cow<'_, str> = if self.escaped {
+            Cow::Owned(unescape(self.raw).map_err(|what| EventError::Json(what.to_string()))?)
+        } else {
+            Cow::Borrowed(self.raw)
+        };
+        Ok(match fields.number {
+            Some(number) => number(&name),
+            None => fields.names.iter().position(|field| *field == name),
+        })
+    }
+}
+
+struct Reader<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    pos: usize,
+    depth: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    fn rest(&self) -> &'a [u8] {
+        self.bytes.get(self.pos..).unwrap_or_default()
+    }
+
+    fn slice(&self, range: Range<usize>) -> Result<&'a str, EventError> {
+        self.text
+            .get(range)
+            .ok_or_else(|| self.syntax("a value does not end on a character boundary"))
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    /// A syntax error at the current position, in serde_json's words and form.
+    fn syntax(&self, what: &str) -> EventError {
+        let before = self.bytes.get(..self.pos).unwrap_or(self.bytes);
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let column = before.len() - memchr::memrchr(b'\n', before).map_or(0, |at| at + 1);
+        EventError::Json(format!("{what} at line {line} column {column}"))
+    }
+
+    fn eof_or(&self, what: &str) -> EventError {
+        if self.pos >= self.bytes.len() {
+            self.syntax("EOF while parsing a value")
+        } else {
+            self.syntax(what)
+        }
+    }
+
+    fn enter(&mut self) -> Result<(), EventError> {
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            return Err(EventError::Json(format!(
+                "nested deeper than {MAX_NESTING} levels"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Reads an object (the reader is at its `{`), handing each key to `field`,
+    /// which must read the value (the reader is at its first byte).
+    fn object(
+        &mut self,
+        mut field: impl FnMut(&mut Self, Key<'a>) -> Result<(), EventError>,
+    ) -> Result<(), EventError> {
+        self.enter()?;
+        self.pos += 1;
+        self.skip_ws();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            self.depth -= 1;
+            return Ok(());
+        }
+        loop {
+            if self.peek() != Some(b'"') {
+                return Err(self.eof_or("key must be a string"));
+            }
+            self.pos += 1;
+            let (range, escaped) = self.string_body()?;
+            let raw = self.slice(range)?;
+            self.skip_ws();
+            if self.peek() != Some(b':') {
+                return Err(self.eof_or("expected `:`"));
+            }
+            self.pos += 1;
+            self.skip_ws();
+            field(self, Key { raw, escaped })?;
+            self.skip_ws();
+            match self.peek() {
+                Some(b',') => {
+                    self.pos += 1;
+                    self.skip_ws();
+                }
+                Some(b'}') => {
+                    self.pos += 1;
+                    self.depth -= 1;
+                    return Ok(());
+                }
+                _ => return Err(self.eof_or("expected `,` or `}`")),
+            }
+        }
+    }
+
+    /// Reads an array (the reader is at its `[`), calling `element` at each element's first byte.
+    fn array(
+        &mut self,
+        mut element: impl FnMut(&mut Self) -> Result<(), EventError>,
+    ) -> Result<(), EventError> {
+        self.enter()?;
+        self.pos += 1;
+        self.skip_ws();
+        if self.peek() == Some(b']') {
+            self.pos += 1;
+            self.depth -= 1;
+            return Ok(());
+        }
+        loop {
+            element(self)?;
+            self.skip_ws();
+            match self.peek() {
+                Some(b',') => {
+                    self.pos += 1;
+                    self.skip_ws();
+                }
+                Some(b']') => {
+                    self.pos += 1;
+                    self.depth -= 1;
+                    return Ok(());
+                }
+                _ => return Err(self.eof_or("expected `,` or `]`")),
+            }
+        }
+    }
+
+    /// Checks and steps over one value of any type.
+    fn skip_value(&mut self) -> Result<(), EventError> {
+        match self.peek() {
+            Some(b'{') => self.object(|reader, _| reader.skip_value()),
+            Some(b'[') => self.array(Self::skip_value),
+            Some(b'"') => {
+                self.pos += 1;
+                self.string_body().map(drop)
+            }
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'n') => self.literal(b"null"),
+            Some(b'-' | b'0'..=b'9') => self.number().map(drop),
+            _ => Err(self.eof_or("expected value")),
+        }
+    }
+
+    /// Steps over one value, giving its byte range.
+    fn raw_value(&mut self) -> Result<Range<usize>, EventError> {
+        let start = self.pos;
+        self.skip_value()?;
+        Ok(start..self.pos)
+    }
+
+    /// The range of a value, or `None` for `null` (as serde reads an optional raw value).
+    fn optional_raw(&mut self) -> Result<Option<Range<usize>>, EventError> {
+        let range = self.raw_value()?;
+        Ok((self.bytes.get(range.clone()) != Some(b"null")).then_some(range))
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Result<(), EventError> {
+        if self.rest().starts_with(word) {
+            self.pos += word.len();
+            Ok(())
+        } else {
+            Err(self.eof_or("expected ident"))
+        }
+    }
+
+    /// Steps over a number, giving its range and whether it is an integer.
+    fn number(&mut self) -> Result<(Range<usize>, bool), EventError> {
+        let start = self.pos;
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        match self.peek() {
+            Some(b'0') => self.pos += 1,
+            Some(b'1'..=b'9') => self.digits(),
+            _ => return Err(self.eof_or("invalid number")),
+        }
+        if self.peek().is_some_and(|b| b.is_ascii_digit()) {
+            return Err(self.syntax("invalid number"));
+        }
+        let mut integer = true;
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            self.required_digits()?;
+            integer = false;
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.pos += 1;
+            }
+            self.required_digits()?;
+            integer = false;
+        }
+        Ok((start..self.pos, integer))
+    }
+
+    fn digits(&mut self) {
+        while self.peek().is_some_and(|b| b.is_ascii_digit()) {
+            self.pos += 1;
+        }
+    }
+
+    fn required_digits(&mut self) -> Result<(), EventError> {
+        if !self.peek().is_some_and(|b| b.is_ascii_digit()) {
+            return Err(self.eof_or("invalid number"));
+        }
+        self.digits();
+        Ok(())
+    }
+
+    /// Steps over the rest of a string (the reader is past its opening quote):
+    /// its contents' range, and whether they hold escapes.
+    fn string_body(&mut self) -> Result<(Range<usize>, bool), EventError> {
+        let start = self.pos;
+        let mut escaped = false;
+        loop {
+            let Some(at) = find_special(self.rest()) else {
+                self.pos = self.bytes.len();
+                return Err(self.syntax("EOF while parsing a string"));
+            };
+            self.pos += at;
+            match self.peek() {
+                Some(b'"') => {
+                    let end = self.pos;
+                    self.pos += 1;
+                    return Ok((start..end, escaped));
+                }
+                Some(b'\\') => {
+                    escaped = true;
+                    self.pos += 1;
+                    self.escape()?;
+                }
+                _ => {
+                    return Err(self.syntax(
+                        "control character (\\u0000-\\u001F) found while parsing a string",
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Steps over the escape after a backslash.
+    fn escape(&mut self) -> Result<(), EventError> {
+        match self.peek() {
+            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.pos += 1,
+            Some(b'u') => {
+                self.pos += 1;
+                for _ in 0..4 {
+                    if !self.peek().is_some_and(|b| b.is_ascii_hexdigit()) {
+                        return Err(self.eof_or("invalid escape"));
+                    }
+                    self.pos += 1;
+                }
+            }
+            _ => return Err(self.eof_or("invalid escape")),
+        }
+        Ok(())
+    }
+
+    /// Reads a string value (the reader is at its opening quote), resolving escapes;
+    /// an escape that is no character (a lone surrogate) spoils only the current event.
+    fn owned_string(&mut self) -> Read<String> {
+        self.pos += 1;
+        let (range, escaped) = self.string_body()?;
+        let raw = self.slice(range)?;
+        Ok(if escaped {
+            unescape(raw).map_err(|what| self.syntax(what))
+        } else {
+            Ok(raw.to_string())
+        })
+    }
+
+    /// Steps over a value of the wrong type, giving the type error.
+    fn wrong_type<T>(&mut self, expected: &str) -> Read<T> {
+        let found = match self.peek() {
+            Some(b'"') => "string",
+            Some(b'{') => "map",
+            Some(b'[') => "sequence",
+            Some(b't' | b'f') => "boolean",
+            Some(b'n') => "null",
+            _ => "number",
+        };
+        let error = self.syntax(&format!("invalid type: {found}, expected {expected}"));
+        self.skip_value()?;
+        Ok(Err(error))
+    }
+
+    fn string(&mut self) -> Read<String> {
+        match self.peek() {
+            Some(b'"') => self.owned_string(),
+            _ => self.wrong_type("a string"),
+        }
+    }
+
+    fn optional_string(&mut self) -> Read<Option<String>> {
+        match self.peek() {
+            Some(b'n') => self.literal(b"null").map(|()| Ok(None)),
+            Some(b'"') => Ok(self.owned_string()?.map(Some)),
+            _ => self.wrong_type("a string"),
+        }
+    }
+
+    fn optional_i64(&mut self) -> Read<Option<i64>> {
+        match self.peek() {
+            Some(b'n') => self.literal(b"null").map(|()| Ok(None)),
+            Some(b'-' | b'0'..=b'9') => {
+                let start = self.pos;
+                let (range, integer) = self.number()?;
+                let number = self.slice(range)?;
+                match number.parse::<i64>() {
+                    Ok(value) if integer => Ok(Ok(Some(value))),
+                    _ => {
+                        let at = std::mem::replace(&mut self.pos, start);
+                        let error =
+                            self.syntax(&format!("invalid value: `{number}`, expected i64"));
+                        self.pos = at;
+                        Ok(Err(error))
+                    }
+                }
+            }
+            _ => self.wrong_type("i64"),
+        }
+    }
+
+    /// A JSON array of strings; `null` is `None` if `nullable`, a type error if not.
+    fn strings(&mut self, nullable: bool) -> Read<Option<Vec<String>>> {
+        match self.peek() {
+            Some(b'n') if nullable => self.literal(b"null").map(|()| Ok(None)),
+            Some(b'[') => {
+                let mut list = Vec::new();
+                let mut error = None;
+                self.array(|reader| {
+                    if let Some(text) = keep(&mut error, reader.string()?) {
+                        list.push(text);
+                    }
+                    Ok(())
+                })?;
+                Ok(error.map_or(Ok(Some(list)), Err))
+            }
+            _ => self.wrong_type("a sequence"),
+        }
+    }
+
+    /// A JSON object of strings (annotations): in the order written, the last of duplicate keys winning.
+    fn string_map(&mut self) -> Read<Option<Vec<(String, String)>>> {
+        match self.peek() {
+            Some(b'n') => self.literal(b"null").map(|()| Ok(None)),
+            Some(b'{') => {
+                let mut pairs = Vec::new();
+                let mut error = None;
+                self.object(|reader, key| {
+                    let name = match key.escaped {
+                        true => unescape(key.raw).map_err(|what| reader.syntax(what)),
+                        false => Ok(key.raw.to_string()),
+                    };
+                    let value = reader.string()?;
+                    if let (Some(name), Some(value)) =
+                        (keep(&mut error, name), keep(&mut error, value))
+                    {
+                        pairs.push((name, value));
+                    }
+                    Ok(())
+                })?;
+                Ok(error.map_or_else(|| Ok(Some(last_wins(pairs))), Err))
+            }
+            _ => self.wrong_type("a map"),
+        }
+    }
+
+    /// An object of known `fields` (or `null`), each handed to `set` with its number;
+    /// other fields are skipped, a known field given twice is an error.
+    fn fields<T: Default>(
+        &mut self,
+        what: &str,
+        fields: &Fields,
+        mut set: impl FnMut(&mut Self, usize, &mut T) -> Read<()>,
+    ) -> Read<Option<T>> {
+        match self.peek() {
+            Some(b'n') => self.literal(b"null").map(|()| Ok(None)),
+            Some(b'{') => {
+                let mut value = T::default();
+                let mut error = None;
+                let mut seen = 0u64;
+                self.object(|reader, key| {
+                    let Some(index) = keep(&mut error, key.position(fields)).flatten() else {
+                        return reader.skip_value();
+                    };
+                    if seen & (1 << index) != 0 {
+                        let name = fields.names.get(index).copied().unwrap_or_default();
+                        note(
+                            &mut error,
+                            reader.syntax(&format!("duplicate field `{name}`")),
+                        );
+                        return reader.skip_value();
+                    }
+                    seen |= 1 << index;
+                    let result = set(reader, index, &mut value)?;
+                    keep(&mut error, result);
+                    Ok(())
+                })?;
+                Ok(error.map_or(Ok(Some(value)), Err))
+            }
+            _ => self.wrong_type(what),
+        }
+    }
+
+    fn user_info(&mut self) -> Read<Option<UserInfo>> {
+        self.fields(
+            "struct UserInfo",
+            &Fields::few(&USER_FIELDS),
+            |reader, index, user: &mut UserInfo| {
+                Ok(match index {
+                    0 => reader.string()?.map(|name| user.username = name),
+                    1 => reader.optional_string()?.map(|uid| user.uid = uid),
+                    _ => reader
+                        .strings(false)?
+                        .map(|groups| user.groups = groups.unwrap_or_default()),
+                })
+            },
+        )
+    }
+
+    fn object_ref(&mut self) -> Read<Option<ObjectReference>> {
+        self.fields(
+            "struct ObjectReference",
+            &Fields::few(&OBJECT_REF_FIELDS),
+            |reader, index, object: &mut ObjectReference| {
+                let value = reader.optional_string()?;
+                Ok(value.map(|value| {
+                    *match index {
+                        0 => &mut object.resource,
+                        1 => &mut object.namespace,
+                        2 => &mut object.name,
+                        3 => &mut object.uid,
+                        4 => &mut object.api_group,
+                        5 => &mut object.api_version,
+                        6 => &mut object.resource_version,
+                        _ => &mut object.subresource,
+                    } = value
+                }))
+            },
+        )
+    }
+
+    fn response_status(&mut self) -> Read<Option<ResponseStatus>> {
+        self.fields(
+            "struct ResponseStatus",
+            &Fields::few(&STATUS_FIELDS),
+            |reader, index, status: &mut ResponseStatus| {
+                if index == 0 {
+                    return Ok(reader.optional_i64()?.map(|code| status.code = code));
+                }
+                let value = reader.optional_string()?;
+                Ok(value.map(|value| {
+                    *match index {
+                        1 => &mut status.status,
+                        2 => &mut status.reason,
+                        _ => &mut status.message,
+                    } = value
+                }))
+            },
+        )
+    }
+
+    /// `items`: at the top level each element is read as an event; deeper down only checked.
+    fn items(&mut self, read_events: bool) -> Read<Option<Vec<Item<'a>>>> {
+        match self.peek() {
+            Some(b'n') => self.literal(b"null").map(|()| Ok(None)),
+            Some(b'[') if read_events => {
+                let mut items = Vec::new();
+                self.array(|reader| {
+                    let start = reader.pos;
+                    let wire = match reader.peek() {
+                        Some(b'{') => Ok(reader.event_object(false)?),
+                        _ => {
+                            reader.skip_value()?;
+                            let text = reader.slice(start..reader.pos)?;
+                            Err(super::audit::not_an_object(text))
+                        }
+                    };
+                    items.push(Item {
+                        span: start..reader.pos,
+                        wire,
+                    });
+                    Ok(())
+                })?;
+                Ok(Ok(Some(items)))
+            }
+            Some(b'[') => self.skip_value().map(|()| Ok(Some(Vec::new()))),
+            _ => self.wrong_type("a sequence"),
+        }
+    }
+
+    /// Reads an event's object (the reader is at its `{`); `top` reads list items as events.
+    fn event_object(&mut self, top: bool) -> Result<Wire<'a>, EventError> {
+        match self.fields("struct WireDocument", &EVENT, |reader, index, wire| {
+            reader.event_field(index, wire, top)
+        })? {
+            Ok(wire) => Ok(wire.unwrap_or_default()),
+            Err(error) => Ok(Wire {
+                error: Some(error),
+                ..Wire::default()
+            }),
+        }
+    }
+
+    /// Reads the value of the event field with number `index` (see [`EVENT_FIELDS`]).
+    fn event_field(&mut self, index: usize, wire: &mut Wire<'a>, top: bool) -> Read<()> {
+        fn set<T>(slot: &mut T) -> impl FnOnce(T) + '_ {
+            move |value| *slot = value
+        }
+        Ok(match index {
+            0 => {
+                let range = self.optional_raw()?;
+                wire.kind = match range {
+                    Some(range) => Some(self.slice(range)?),
+                    None => None,
+                };
+                Ok(())
+            }
+            1 => self.optional_string()?.map(set(&mut wire.api_version)),
+            2 => self.items(top)?.map(set(&mut wire.items)),
+            3 => self.optional_string()?.map(set(&mut wire.audit_id)),
+            4 => self.optional_string()?.map(set(&mut wire.stage)),
+            5 => self.optional_string()?.map(set(&mut wire.level)),
+            6 => self.optional_string()?.map(set(&mut wire.request_uri)),
+            7 => self.optional_string()?.map(set(&mut wire.verb)),
+            8 => self.user_info()?.map(set(&mut wire.user)),
+            9 => self.user_info()?.map(set(&mut wire.impersonated_user)),
+            10 => self.strings(true)?.map(set(&mut wire.source_ips)),
+            11 => self.optional_string()?.map(set(&mut wire.user_agent)),
+            12 => self.object_ref()?.map(set(&mut wire.object_ref)),
+            13 => self.response_status()?.map(set(&mut wire.response_status)),
+            14 => self
+                .optional_string()?
+                .map(set(&mut wire.request_received_timestamp)),
+            15 => self.optional_string()?.map(set(&mut wire.stage_timestamp)),
+            16 => self.string_map()?.map(set(&mut wire.annotations)),
+            17 => Ok(self.optional_raw()?).map(set(&mut wire.request_object)),
+            _ => Ok(self.optional_raw()?).map(set(&mut wire.response_object)),
+        })
+    }
+}
+
+/// Keeps the first error; gives the value if there was none.
+fn keep<T>(first: &mut Option<EventError>, typed: Typed<T>) -> Option<T> {
+    match typed {
+        Ok(value) => Some(value),
+        Err(error) => {
+            note(first, error);
+            None
+        }
+    }
+}
+
+fn note(first: &mut Option<EventError>, error: EventError) {
+    first.get_or_insert(error);
+}
+
+/// The position of the first byte that ends a run of plain string contents: a
+/// quote, a backslash, or a control character (which JSON strings may not hold raw).
+///
+/// Eight bytes at a time (SWAR): most strings end within a word or two, where a
+/// call into a vectorised search costs more than it saves.
+fn find_special(bytes: &[u8]) -> Option<usize> {
+    let mut chunks = bytes.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(chunk.try_into().unwrap_or([b'"'; 8]));
+        let mask = special_mask(word);
+        if mask != 0 {
+            return Some(offset + (mask.trailing_zeros() / 8) as usize);
+        }
+        offset += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .map(|at| offset + at)
+}
+
+/// A word with the high bit of each byte that may be special set; the lowest
+/// set bit always marks a special byte (higher ones may be false alarms).
+fn special_mask(word: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero_byte = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let quote = zero_byte(word ^ (ONES * u64::from(b'"')));
+    let backslash = zero_byte(word ^ (ONES * u64::from(b'\\')));
+    let control = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
+    quote | backslash | control
+}
+
+/// Resolves the escapes of a JSON string's contents (already checked by the reader).
+fn unescape(raw: &str) -> Result<String, &'static str> {
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(at) = rest.find('\\') {
+        out.push_str(rest.get(..at).unwrap_or_default());
+        let escape = rest.get(at + 1..).unwrap_or_default();
+        let (ch, used) = match escape.as_bytes().first() {
+            Some(b'"') => ('"', 1),
+            Some(b'\\') => ('\\', 1),
+            Some(b'/') => ('/', 1),
+            Some(b'b') => ('\u{8}', 1),
+            Some(b'f') => ('\u{c}', 1),
+            Some(b'n') => ('\n', 1),
+            Some(b'r') => ('\r', 1),
+            Some(b't') => ('\t', 1),
+            Some(b'u') => unicode_escape(escape)?,
+            _ => return Err("invalid escape"),
+        };
+        out.push(ch);
+        rest = escape.get(used..).unwrap_or_default();
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// The character of a `uXXXX` escape (a surrogate pair takes two), and how many bytes it used.
+fn unicode_escape(escape: &str) -> Result<(char, usize), &'static str> {
+    let first = hex4(escape.get(1..5))?;
+    match first {
+        0xD800..=0xDBFF => {
+            let low = match escape.get(5..7) {
+                Some("\\u") => hex4(escape.get(7..11))?,
+                _ => return Err("lone leading surrogate in hex escape"),
+            };
+            if !(0xDC00..=0xDFFF).contains(&low) {
+                return Err("lone leading surrogate in hex escape");
+            }
+            let code = 0x10000 + ((first - 0xD800) << 10) + (low - 0xDC00);
+            char::from_u32(code)
+                .map(|ch| (ch, 11))
+                .ok_or("invalid unicode code point")
+        }
+        0xDC00..=0xDFFF => Err("lone leading surrogate in hex escape"),
+        code => char::from_u32(code)
+            .map(|ch| (ch, 5))
+            .ok_or("invalid unicode code point"),
+    }
+}
+
+fn hex4(digits: Option<&str>) -> Result<u32, &'static str> {
+    digits
+        .and_then(|digits| u32::from_str_radix(digits, 16).ok())
+        .ok_or("invalid escape")
+}
+
+/// Removes duplicate keys as a map would: the first place, the last value.
+fn last_wins(mut pairs: Vec<(String, String)>) -> Vec<(String, String)> {
+    const SMALL: usize = 16;
+    if pairs.len() > SMALL {
+        return pairs
+            .into_iter()
+            .collect::<IndexMap<_, _>>()
+            .into_iter()
+            .collect();
+    }
+    let mut index = 1;
+    while index < pairs.len() {
+        let earlier = pairs.get(..index).and_then(|before| {
+            before
+                .iter()
+                .position(|(key, _)| Some(key) == pairs.get(index).map(|(k, _)| k))
+        });
+        match earlier {
+            Some(place) => {
+                let (_, value) = pairs.remove(index);
+                if let Some(slot) = pairs.get_mut(place) {
+                    slot.1 = value;
+                }
+            }
+            None => index += 1,
+        }
+    }
+    pairs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_word_at_a_time_search_finds_the_first_special_byte() {
+        let naive = |bytes: &[u8]| {
+            bytes
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        };
+        let fillers: [u8; 6] = [b'a', 0x7f, 0x80, 0xff, b' ', b'!'];
+        for special in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
+            for len in 0..40 {
+                for at in 0..=len {
+                    let mut bytes: Vec<u8> = (0..len).map(|i| fillers[i % fillers.len()]).collect();
+                    if at < len {
+                        bytes[at] = special;
+                        // A second special byte later must not hide the first.
+                        if at + 1 < len {
+                            bytes[at + 1] = 0x00;
+                        }
+                    }
+                    assert_eq!(find_special(&bytes), naive(&bytes), "{bytes:?}");
+                }
+            }
+        }
+        assert_eq!(find_special("héllo wörld, ünïcode\"".as_bytes()), Some(24));
+    }
+
+    #[test]
+    fn duplicate_annotations_keep_the_first_place_and_the_last_value() {
+        let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+        let pairs = vec![pair("a", "1"), pair("b", "2"), pair("a", "3")];
+        assert_eq!(last_wins(pairs), vec![pair("a", "3"), pair("b", "2")]);
+        let many: Vec<_> = (0..40)
+            .map(|i| pair(&(i % 20).to_string(), &i.to_string()))
+            .collect();
+        let kept = last_wins(many);
+        assert_eq!(kept.len(), 20);
+        assert_eq!(kept[0], pair("0", "20"));
+    }
+}

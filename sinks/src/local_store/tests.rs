@@ -144,8 +144,8 @@ fn retention_deletes_the_days_entirely_older_than_it() {
     );
 }
 
-#[test]
-fn a_damaged_partition_is_named_and_the_others_are_read() {
+/// A store whose 2026-11-24 partition holds the one event `a`.
+fn store_holding_one_event() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let mut writer = Writer::new(dir.path().to_path_buf(), 90, 3).unwrap();
     let batch = vec![audit(
@@ -158,6 +158,12 @@ fn a_damaged_partition_is_named_and_the_others_are_read() {
     )];
     writer.write(&batch, now()).unwrap();
     writer.close();
+    dir
+}
+
+#[test]
+fn a_damaged_partition_is_named_and_the_others_are_read() {
+    let dir = store_holding_one_event();
     let damaged = partition::path_of(dir.path(), Day::parse("2026-11-23").unwrap());
     std::fs::write(&damaged, vec![b'x'; 8192]).unwrap();
     let mut store = Store::open(dir.path()).unwrap();
@@ -169,18 +175,7 @@ fn a_damaged_partition_is_named_and_the_others_are_read() {
 
 #[test]
 fn a_partition_still_being_created_reads_as_empty() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut writer = Writer::new(dir.path().to_path_buf(), 90, 3).unwrap();
-    let batch = vec![audit(
-        "a",
-        "ResponseComplete",
-        "2026-11-24T10:00:00Z",
-        "get",
-        "alice",
-        "default",
-    )];
-    writer.write(&batch, now()).unwrap();
-    writer.close();
+    let dir = store_holding_one_event();
     // What a reader finds between the writer creating the file and committing its schema.
     let creating = partition::path_of(dir.path(), Day::parse("2026-11-25").unwrap());
     std::fs::write(&creating, b"").unwrap();

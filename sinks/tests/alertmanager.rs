@@ -220,12 +220,7 @@ async fn an_endpoint_that_comes_up_late_gets_the_alerts_after_retries() {
     let target = url.trim_start_matches("http://").to_string();
     forward(port, target, 0).await;
     assert_eq!(ack(receiver, 30).await, BatchStatus::Delivered);
-    assert!(
-        sink.metric(
-            "auditflow_component_errors_total",
-            &[("error_type", "request_retried")]
-        ) >= 2.0
-    );
+    assert!(sink.errors("request_retried") >= 2.0);
     let alerts = alerts_of_run(&url, &run).await;
     assert_eq!(alerts.len(), 1);
     assert_eq!(alerts[0]["labels"]["user"], "system:anonymous");
@@ -256,20 +251,8 @@ async fn an_endpoint_that_stays_down_fails_the_delivery() {
         )])
         .await;
     assert_eq!(ack(receiver, 30).await, BatchStatus::Errored);
-    assert_eq!(
-        sink.metric(
-            "auditflow_component_errors_total",
-            &[("error_type", "delivery_failed")]
-        ),
-        1.0
-    );
-    assert_eq!(
-        sink.metric(
-            "auditflow_component_errors_total",
-            &[("error_type", "request_retried")]
-        ),
-        2.0
-    );
+    assert_eq!(sink.errors("delivery_failed"), 1.0);
+    assert_eq!(sink.errors("request_retried"), 2.0);
     sink.finish().await;
 }
 
@@ -293,20 +276,8 @@ async fn a_refused_request_is_rejected_without_retries() {
         )])
         .await;
     assert_eq!(ack(receiver, 30).await, BatchStatus::Rejected);
-    assert_eq!(
-        sink.metric(
-            "auditflow_component_errors_total",
-            &[("error_type", "delivery_rejected")]
-        ),
-        1.0
-    );
-    assert_eq!(
-        sink.metric(
-            "auditflow_component_errors_total",
-            &[("error_type", "request_retried")]
-        ),
-        0.0
-    );
+    assert_eq!(sink.errors("delivery_rejected"), 1.0);
+    assert_eq!(sink.errors("request_retried"), 0.0);
     sink.finish().await;
 }
 

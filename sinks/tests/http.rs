@@ -229,13 +229,7 @@ async fn server_errors_are_retried_until_accepted() {
         "each retry sends the same batch"
     );
     assert_eq!(accepted_ids(&server), all);
-    assert_eq!(
-        sink.metric(
-            "auditflow_component_errors_total",
-            &[("error_type", "request_retried")]
-        ),
-        2.0
-    );
+    assert_eq!(sink.errors("request_retried"), 2.0);
     sink.finish().await;
 }
 
@@ -359,13 +353,7 @@ async fn a_client_error_rejects_the_batch_without_retrying() {
         "the rejected batch is not retried"
     );
     assert_eq!(accepted_ids(&server), next);
-    assert_eq!(
-        sink.metric(
-            "auditflow_component_errors_total",
-            &[("error_type", "delivery_rejected")]
-        ),
-        2.0
-    );
+    assert_eq!(sink.errors("delivery_rejected"), 2.0);
     sink.finish().await;
 }
 

@@ -85,6 +85,14 @@ impl RunningSink {
     pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         metric(&self.registry, name, labels)
     }
+
+    /// This sink's `auditflow_component_errors_total` of one `error_type`.
+    pub fn errors(&self, error_type: &str) -> f64 {
+        self.metric(
+            "auditflow_component_errors_total",
+            &[("error_type", error_type)],
+        )
+    }
 }
 
 /// The value of a series in a registry (0 when absent).

@@ -26,7 +26,7 @@
 //!
 //! [`read`] is the read side, shared with `auditflow query`.
 
-pub mod codec;
+pub mod block;
 pub mod partition;
 pub mod read;
 pub mod schema;

@@ -14,7 +14,7 @@ use anyhow::Context as _;
 use auditflow_core::event::{Alert, AuditEvent, Event, Payload};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-use super::codec::PartitionEncoder;
+use super::block::{self, code_value, Column, Entry, ABSENT, BLOCK_EVENTS, COLUMNS, FRAME_EVENTS};
 use super::partition::{self, parse_micros, Day, MICROS_PER_DAY};
 use super::schema;
 
@@ -39,14 +39,14 @@ pub struct WriteSummary {
 /// An open partition and its string caches (complete: loaded when it was opened).
 struct OpenPartition {
     connection: Connection,
-    dict: HashMap<String, i64>,
-    group_sets: HashMap<String, i64>,
-    encoder: PartitionEncoder,
+    dict: HashMap<String, u32>,
+    group_sets: HashMap<String, u32>,
+    next_frame: i64,
     last_used: u64,
 }
 
 impl OpenPartition {
-    fn open(path: &Path, compression_level: i32) -> anyhow::Result<OpenPartition> {
+    fn open(path: &Path) -> anyhow::Result<OpenPartition> {
         let connection = schema::open_for_writing(path).with_context(|| {
             format!(
                 "cannot open the store partition {}: move the file away if it is damaged",
@@ -55,12 +55,15 @@ impl OpenPartition {
         })?;
         let dict = load_map(&connection, "SELECT value, id FROM dict")?;
         let group_sets = load_map(&connection, "SELECT groups, id FROM group_sets")?;
-        let encoder = PartitionEncoder::load(&connection, compression_level)?;
+        let next_frame =
+            connection.query_row("SELECT coalesce(max(id), 0) + 1 FROM frames", [], |row| {
+                row.get(0)
+            })?;
         Ok(OpenPartition {
             connection,
             dict,
             group_sets,
-            encoder,
+            next_frame,
             last_used: 0,
         })
     }
@@ -74,7 +77,7 @@ impl OpenPartition {
     }
 }
 
-fn load_map(connection: &Connection, sql: &str) -> rusqlite::Result<HashMap<String, i64>> {
+fn load_map(connection: &Connection, sql: &str) -> rusqlite::Result<HashMap<String, u32>> {
     let mut statement = connection.prepare(sql)?;
     let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
     rows.collect()
@@ -86,7 +89,7 @@ pub struct Writer {
     retention_days: u32,
     open: BTreeMap<Day, OpenPartition>,
     uses: u64,
-    compression_level: i32,
+    compressor: zstd::bulk::Compressor<'static>,
     scratch: Vec<u8>,
 }
 
@@ -106,7 +109,8 @@ impl Writer {
             retention_days,
             open: BTreeMap::new(),
             uses: 0,
-            compression_level,
+            compressor: zstd::bulk::Compressor::new(compression_level)
+                .context("cannot set up the zstd compressor")?,
             scratch: Vec::new(),
         })
     }
@@ -156,7 +160,12 @@ impl Writer {
     ) -> anyhow::Result<()> {
         let path = partition::path_of(&self.dir, day);
         let mut partition = self.take_partition(day, &path)?;
-        let written = insert_items(&mut partition, items, &mut self.scratch);
+        let written = insert_items(
+            &mut partition,
+            items,
+            &mut self.compressor,
+            &mut self.scratch,
+        );
         match written {
             Ok(day_summary) => {
                 summary.stored += day_summary.stored;
@@ -179,7 +188,7 @@ impl Writer {
                 while self.open.len() >= MAX_OPEN_PARTITIONS {
                     self.close_least_recently_used();
                 }
-                OpenPartition::open(path, self.compression_level)?
+                OpenPartition::open(path)?
             }
         };
         partition.last_used = self.uses;
@@ -260,25 +269,19 @@ fn event_time(event: &AuditEvent, now_micros: i64) -> i64 {
 fn insert_items(
     partition: &mut OpenPartition,
     items: &[Item<'_>],
+    compressor: &mut zstd::bulk::Compressor<'static>,
     scratch: &mut Vec<u8>,
 ) -> anyhow::Result<WriteSummary> {
     let OpenPartition {
         connection,
         dict,
         group_sets,
-        encoder,
+        next_frame,
         ..
     } = partition;
     let transaction = connection.transaction()?;
-    if encoder.wants_samples() {
-        for item in items {
-            if let Item::Audit(event, _) = item {
-                encoder.add_sample(event.as_json().as_bytes());
-            }
-        }
-        encoder.train_if_ready(&transaction)?;
-    }
     let mut summary = WriteSummary::default();
+    let mut new_events = Vec::with_capacity(items.len());
     {
         let mut strings = Interner {
             transaction: &transaction,
@@ -288,9 +291,12 @@ fn insert_items(
         for item in items {
             let inserted = match item {
                 Item::Audit(event, time) => {
-                    let compressed = encoder.compress(event.as_json().as_bytes())?;
-                    summary.bytes += compressed.0.len();
-                    insert_event(&transaction, &mut strings, event, *time, compressed)?
+                    let entry = block_entry(&mut strings, event, *time)?;
+                    let new = mark_seen(&transaction, event, &entry)?;
+                    if new {
+                        new_events.push((*event, entry));
+                    }
+                    new
                 }
                 Item::Alert(alert, time) => {
                     scratch.clear();
@@ -306,19 +312,202 @@ fn insert_items(
             }
         }
     }
+    let mut blocks = BlockWriter {
+        transaction: &transaction,
+        compressor,
+        scratch,
+        next_frame,
+    };
+    for events in new_events.chunks(BLOCK_EVENTS) {
+        summary.bytes += blocks.insert(events)?;
+    }
     transaction.commit()?;
     Ok(summary)
+}
+
+/// The block entry of an audit event: its time and header fields as ids.
+fn block_entry(
+    strings: &mut Interner<'_>,
+    event: &AuditEvent,
+    time: i64,
+) -> rusqlite::Result<Entry> {
+    let header = event.header();
+    let object = header.object_ref.as_ref();
+    let field =
+        |get: fn(&auditflow_core::event::ObjectReference) -> Option<&str>| object.and_then(get);
+    let mut values = [ABSENT; COLUMNS];
+    let mut set = |column: Column, value: u32| values[column.index()] = value;
+    set(Column::Stage, strings.string(header.stage.as_str())?);
+    set(
+        Column::Level,
+        strings.optional(header.level.map(|level| level.as_str()))?,
+    );
+    set(Column::Verb, strings.string(&header.verb)?);
+    set(Column::User, strings.string(&header.user.username)?);
+    set(Column::Groups, strings.groups(&header.user.groups)?);
+    set(
+        Column::Resource,
+        strings.optional(field(|o| o.resource.as_deref()))?,
+    );
+    set(
+        Column::Subresource,
+        strings.optional(field(|o| o.subresource.as_deref()))?,
+    );
+    set(
+        Column::Namespace,
+        strings.optional(field(|o| o.namespace.as_deref()))?,
+    );
+    set(
+        Column::Name,
+        strings.optional(field(|o| o.name.as_deref()))?,
+    );
+    set(Column::Code, code_value(header.response_code()));
+    set(
+        Column::SourceIp,
+        strings.optional(header.source_ips.first().map(String::as_str))?,
+    );
+    set(
+        Column::UserAgent,
+        strings.optional(header.user_agent.as_deref())?,
+    );
+    let length = u32::try_from(event.as_json().len()).unwrap_or(u32::MAX);
+    Ok(Entry {
+        time,
+        values,
+        length,
+    })
+}
+
+/// Records an event in `seen`; `false` when it was stored already (a replay).
+fn mark_seen(
+    transaction: &Transaction<'_>,
+    event: &AuditEvent,
+    entry: &Entry,
+) -> rusqlite::Result<bool> {
+    let changed = transaction
+        .prepare_cached("INSERT OR IGNORE INTO seen (time, audit_id, stage) VALUES (?1, ?2, ?3)")?
+        .execute(params![
+            entry.time,
+            audit_id_key(&event.header().audit_id),
+            entry.value(Column::Stage)
+        ])?;
+    Ok(changed == 1)
+}
+
+/// How an `auditID` is keyed in `seen`: a UUID as its 16 bytes, anything else as text.
+fn audit_id_key(audit_id: &str) -> rusqlite::types::Value {
+    match uuid_bytes(audit_id) {
+        Some(bytes) => rusqlite::types::Value::Blob(bytes.to_vec()),
+        None => rusqlite::types::Value::Text(audit_id.to_string()),
+    }
+}
+
+/// The 16 bytes of a UUID in its canonical text form (`8-4-4-4-12` hex digits).
+fn uuid_bytes(text: &str) -> Option<[u8; 16]> {
+    let text = text.as_bytes();
+    if text.len() != 36 || [8, 13, 18, 23].iter().any(|&i| text.get(i) != Some(&b'-')) {
+        return None;
+    }
+    let mut digits = text.iter().filter(|&&byte| byte != b'-');
+    let mut bytes = [0u8; 16];
+    for byte in &mut bytes {
+        let high = hex_digit(*digits.next()?)?;
+        let low = hex_digit(*digits.next()?)?;
+        *byte = high << 4 | low;
+    }
+    // Upper and lower case spell the same UUID but are different auditIDs.
+    text.iter()
+        .all(|byte| !byte.is_ascii_uppercase())
+        .then_some(bytes)
+}
+
+fn hex_digit(byte: u8) -> Option<u8> {
+    match byte {
+        b'0'..=b'9' => Some(byte - b'0'),
+        b'a'..=b'f' => Some(byte - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// Writes blocks of new events: their frames, header and postings.
+struct BlockWriter<'t> {
+    transaction: &'t Transaction<'t>,
+    compressor: &'t mut zstd::bulk::Compressor<'static>,
+    scratch: &'t mut Vec<u8>,
+    next_frame: &'t mut i64,
+}
+
+impl BlockWriter<'_> {
+    /// Inserts one block; returns the compressed bytes written.
+    fn insert(&mut self, events: &[(&AuditEvent, Entry)]) -> anyhow::Result<usize> {
+        let first_frame = *self.next_frame;
+        let mut bytes = 0;
+        for frame in events.chunks(FRAME_EVENTS) {
+            self.scratch.clear();
+            for (event, _) in frame {
+                self.scratch.extend_from_slice(event.as_json().as_bytes());
+            }
+            let compressed = self.compressor.compress(self.scratch)?;
+            bytes += compressed.len();
+            self.transaction
+                .prepare_cached("INSERT INTO frames (id, data) VALUES (?1, ?2)")?
+                .execute(params![*self.next_frame, compressed])?;
+            *self.next_frame += 1;
+        }
+        let entries: Vec<Entry> = events.iter().map(|(_, entry)| *entry).collect();
+        let header = block::encode_header(&entries)?;
+        bytes += header.len();
+        let time_min = entries.iter().map(|entry| entry.time).min().unwrap_or(0);
+        let time_max = entries.iter().map(|entry| entry.time).max().unwrap_or(0);
+        self.transaction
+            .prepare_cached(
+                "INSERT INTO blocks (time_min, time_max, events, first_frame, header) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                time_min,
+                time_max,
+                entries.len(),
+                first_frame,
+                header
+            ])?;
+        let block = self.transaction.last_insert_rowid();
+        self.insert_postings(block, &entries)?;
+        Ok(bytes)
+    }
+
+    /// One posting per distinct value of each searched column in the block.
+    fn insert_postings(&mut self, block: i64, entries: &[Entry]) -> rusqlite::Result<()> {
+        let mut postings: Vec<(usize, u32)> = entries
+            .iter()
+            .flat_map(|entry| {
+                Column::SEARCHED
+                    .into_iter()
+                    .map(|column| (column.index(), entry.value(column)))
+            })
+            .filter(|(_, value)| *value != ABSENT)
+            .collect();
+        postings.sort_unstable();
+        postings.dedup();
+        let mut statement = self
+            .transaction
+            .prepare_cached("INSERT INTO postings (field, value, block) VALUES (?1, ?2, ?3)")?;
+        for (field, value) in postings {
+            statement.execute(params![field, value, block])?;
+        }
+        Ok(())
+    }
 }
 
 /// Looks up (or adds) the ids of strings and group lists within a transaction.
 struct Interner<'t> {
     transaction: &'t Transaction<'t>,
-    dict: &'t mut HashMap<String, i64>,
-    group_sets: &'t mut HashMap<String, i64>,
+    dict: &'t mut HashMap<String, u32>,
+    group_sets: &'t mut HashMap<String, u32>,
 }
 
 impl Interner<'_> {
-    fn string(&mut self, value: &str) -> rusqlite::Result<i64> {
+    fn string(&mut self, value: &str) -> rusqlite::Result<u32> {
         if let Some(id) = self.dict.get(value) {
             return Ok(*id);
         }
@@ -332,17 +521,17 @@ impl Interner<'_> {
         Ok(id)
     }
 
-    fn optional(&mut self, value: Option<&str>) -> rusqlite::Result<Option<i64>> {
-        value.map(|value| self.string(value)).transpose()
+    fn optional(&mut self, value: Option<&str>) -> rusqlite::Result<u32> {
+        value.map_or(Ok(ABSENT), |value| self.string(value))
     }
 
-    fn groups(&mut self, groups: &[String]) -> rusqlite::Result<Option<i64>> {
+    fn groups(&mut self, groups: &[String]) -> rusqlite::Result<u32> {
         if groups.is_empty() {
-            return Ok(None);
+            return Ok(ABSENT);
         }
         let joined = groups.join("\n");
         if let Some(id) = self.group_sets.get(&joined) {
-            return Ok(Some(*id));
+            return Ok(*id);
         }
         let id = intern(
             self.transaction,
@@ -351,7 +540,7 @@ impl Interner<'_> {
             &joined,
         )?;
         self.group_sets.insert(joined, id);
-        Ok(Some(id))
+        Ok(id)
     }
 }
 
@@ -361,53 +550,13 @@ fn intern(
     insert: &str,
     select: &str,
     value: &str,
-) -> rusqlite::Result<i64> {
+) -> rusqlite::Result<u32> {
     transaction.prepare_cached(insert)?.execute([value])?;
     transaction
         .prepare_cached(select)?
         .query_row([value], |row| row.get(0))
         .optional()?
         .ok_or(rusqlite::Error::QueryReturnedNoRows)
-}
-
-/// Inserts an audit event; `false` when it was stored already.
-fn insert_event(
-    transaction: &Transaction<'_>,
-    strings: &mut Interner<'_>,
-    event: &AuditEvent,
-    time: i64,
-    (compressed, dictionary): (Vec<u8>, Option<i64>),
-) -> rusqlite::Result<bool> {
-    let header = event.header();
-    let object = header.object_ref.as_ref();
-    let field =
-        |get: fn(&auditflow_core::event::ObjectReference) -> Option<&str>| object.and_then(get);
-    let row = params![
-        time,
-        header.audit_id,
-        strings.string(header.stage.as_str())?,
-        strings.optional(header.level.map(|level| level.as_str()))?,
-        strings.string(&header.verb)?,
-        strings.string(&header.user.username)?,
-        strings.groups(&header.user.groups)?,
-        strings.optional(field(|o| o.resource.as_deref()))?,
-        strings.optional(field(|o| o.subresource.as_deref()))?,
-        strings.optional(field(|o| o.namespace.as_deref()))?,
-        strings.optional(field(|o| o.name.as_deref()))?,
-        header.response_code(),
-        strings.optional(header.source_ips.first().map(String::as_str))?,
-        strings.optional(header.user_agent.as_deref())?,
-        dictionary,
-        compressed,
-    ];
-    let changed = transaction
-        .prepare_cached(
-            "INSERT OR IGNORE INTO events (time, audit_id, stage, level, verb, user, groups, \
-             resource, subresource, namespace, name, code, source_ip, user_agent, dictionary, event) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-        )?
-        .execute(row)?;
-    Ok(changed == 1)
 }
 
 /// Inserts an alert; `false` when it was stored already.

@@ -279,50 +279,139 @@ fn insert_items(
         next_frame,
         ..
     } = partition;
+    let mut events = Vec::with_capacity(items.len());
+    let mut alerts = Vec::new();
+    for item in items {
+        match item {
+            Item::Audit(event, time) => events.push((*event, *time)),
+            Item::Alert(alert, time) => alerts.push((*alert, *time)),
+        }
+    }
     let transaction = connection.transaction()?;
     let mut summary = WriteSummary::default();
-    let mut new_events = Vec::with_capacity(items.len());
-    {
+    for (alert, time) in alerts {
+        scratch.clear();
+        alert.write_json(scratch)?;
+        summary.bytes += scratch.len();
+        summary.count(insert_alert(&transaction, alert, time, scratch)?);
+    }
+    // The events' frames are compressed on a second thread while this one
+    // finds which events are new; a block holding a replayed event is
+    // compressed again without it (replays are rare).
+    let (compressed, entries) = std::thread::scope(|scope| {
+        let compressing = scope.spawn(|| compress_blocks(compressor, &events));
         let mut strings = Interner {
             transaction: &transaction,
             dict,
             group_sets,
         };
-        for item in items {
-            let inserted = match item {
-                Item::Audit(event, time) => {
-                    let entry = block_entry(&mut strings, event, *time)?;
-                    let new = mark_seen(&transaction, event, &entry)?;
-                    if new {
-                        new_events.push((*event, entry));
-                    }
-                    new
-                }
-                Item::Alert(alert, time) => {
-                    scratch.clear();
-                    alert.write_json(scratch)?;
-                    summary.bytes += scratch.len();
-                    insert_alert(&transaction, alert, *time, scratch)?
-                }
-            };
-            if inserted {
-                summary.stored += 1;
-            } else {
-                summary.duplicates += 1;
-            }
-        }
-    }
+        let entries = new_entries(&transaction, &mut strings, &events);
+        let compressed = compressing
+            .join()
+            .map_err(|_| anyhow::anyhow!("the local_store compression thread failed"));
+        (compressed, entries)
+    });
+    let (compressed, entries) = (compressed??, entries?);
     let mut blocks = BlockWriter {
         transaction: &transaction,
         compressor,
         scratch,
         next_frame,
     };
-    for events in new_events.chunks(BLOCK_EVENTS) {
-        summary.bytes += blocks.insert(events)?;
+    let candidates = events
+        .chunks(BLOCK_EVENTS)
+        .zip(entries.chunks(BLOCK_EVENTS));
+    for ((events, entries), frames) in candidates.zip(compressed) {
+        let new: Vec<(&AuditEvent, Entry)> = events
+            .iter()
+            .zip(entries)
+            .filter_map(|((event, _), entry)| entry.map(|entry| (*event, entry)))
+            .collect();
+        summary.stored += new.len();
+        summary.duplicates += events.len() - new.len();
+        if new.is_empty() {
+            continue;
+        }
+        let frames = if new.len() == events.len() {
+            frames
+        } else {
+            compress_frames(
+                blocks.compressor,
+                blocks.scratch,
+                new.iter().map(|(event, _)| *event),
+            )?
+        };
+        summary.bytes += blocks.insert(&new, frames)?;
     }
     transaction.commit()?;
     Ok(summary)
+}
+
+impl WriteSummary {
+    fn count(&mut self, inserted: bool) {
+        if inserted {
+            self.stored += 1;
+        } else {
+            self.duplicates += 1;
+        }
+    }
+}
+
+/// The block entries of `events`, `None` for those stored already (a replay).
+fn new_entries(
+    transaction: &Transaction<'_>,
+    strings: &mut Interner<'_>,
+    events: &[(&AuditEvent, i64)],
+) -> rusqlite::Result<Vec<Option<Entry>>> {
+    let mut entries = Vec::with_capacity(events.len());
+    for (event, time) in events {
+        let entry = block_entry(strings, event, *time)?;
+        let new = mark_seen(transaction, event, &entry)?;
+        entries.push(new.then_some(entry));
+    }
+    Ok(entries)
+}
+
+/// The compressed frames of each block of `events` ([`BLOCK_EVENTS`] events a block).
+fn compress_blocks(
+    compressor: &mut zstd::bulk::Compressor<'static>,
+    events: &[(&AuditEvent, i64)],
+) -> std::io::Result<Vec<Vec<Vec<u8>>>> {
+    let mut scratch = Vec::new();
+    events
+        .chunks(BLOCK_EVENTS)
+        .map(|block| {
+            compress_frames(
+                compressor,
+                &mut scratch,
+                block.iter().map(|(event, _)| *event),
+            )
+        })
+        .collect()
+}
+
+/// The events of one block compressed in frames of [`FRAME_EVENTS`] events.
+fn compress_frames<'a>(
+    compressor: &mut zstd::bulk::Compressor<'static>,
+    scratch: &mut Vec<u8>,
+    events: impl Iterator<Item = &'a AuditEvent>,
+) -> std::io::Result<Vec<Vec<u8>>> {
+    let mut frames = Vec::new();
+    let mut in_frame = 0;
+    scratch.clear();
+    for event in events {
+        scratch.extend_from_slice(event.as_json().as_bytes());
+        in_frame += 1;
+        if in_frame == FRAME_EVENTS {
+            frames.push(compressor.compress(scratch)?);
+            scratch.clear();
+            in_frame = 0;
+        }
+    }
+    if in_frame > 0 {
+        frames.push(compressor.compress(scratch)?);
+    }
+    Ok(frames)
 }
 
 /// The block entry of an audit event: its time and header fields as ids.
@@ -438,20 +527,19 @@ struct BlockWriter<'t> {
 }
 
 impl BlockWriter<'_> {
-    /// Inserts one block; returns the compressed bytes written.
-    fn insert(&mut self, events: &[(&AuditEvent, Entry)]) -> anyhow::Result<usize> {
+    /// Inserts one block and its compressed frames; returns the compressed bytes written.
+    fn insert(
+        &mut self,
+        events: &[(&AuditEvent, Entry)],
+        frames: Vec<Vec<u8>>,
+    ) -> anyhow::Result<usize> {
         let first_frame = *self.next_frame;
         let mut bytes = 0;
-        for frame in events.chunks(FRAME_EVENTS) {
-            self.scratch.clear();
-            for (event, _) in frame {
-                self.scratch.extend_from_slice(event.as_json().as_bytes());
-            }
-            let compressed = self.compressor.compress(self.scratch)?;
-            bytes += compressed.len();
+        for frame in frames {
+            bytes += frame.len();
             self.transaction
                 .prepare_cached("INSERT INTO frames (id, data) VALUES (?1, ?2)")?
-                .execute(params![*self.next_frame, compressed])?;
+                .execute(params![*self.next_frame, frame])?;
             *self.next_frame += 1;
         }
         let entries: Vec<Entry> = events.iter().map(|(_, entry)| *entry).collect();

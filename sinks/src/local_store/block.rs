@@ -7,6 +7,9 @@
 //! and zstd-compressed: a column of the same few ids compresses to almost
 //! nothing, and a query decodes a block's header in microseconds.
 //!
+//! The events' `auditID`s are stored beside the header ([`encode_audit_ids`]):
+//! with the time and stage they tell a replayed event from a new one.
+//!
 //! The events' JSON is stored apart, in frames of [`FRAME_EVENTS`] events
 //! compressed together: alike events share most of their bytes, so together
 //! they compress far better than one by one, and reading one event
@@ -196,6 +199,95 @@ fn four(bytes: &[u8]) -> [u8; 4] {
     array
 }
 
+/// Encodes the `auditID`s of a block's events: a UUID in its canonical
+/// lowercase form as a 0 byte and its 16 bytes, any other text as a 1 byte, its
+/// length (4 bytes) and its bytes.
+pub fn encode_audit_ids<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<u8> {
+    let mut encoded = Vec::new();
+    for id in ids {
+        match uuid_bytes(id) {
+            Some(bytes) => {
+                encoded.push(0);
+                encoded.extend_from_slice(&bytes);
+            }
+            None => {
+                encoded.push(1);
+                encoded.extend_from_slice(&(id.len() as u32).to_le_bytes());
+                encoded.extend_from_slice(id.as_bytes());
+            }
+        }
+    }
+    encoded
+}
+
+/// Decodes the `auditID`s of a block of `events` events.
+pub fn decode_audit_ids(mut encoded: &[u8], events: usize) -> Result<Vec<String>, String> {
+    let damaged = || "the block's auditIDs are damaged".to_string();
+    let mut ids = Vec::with_capacity(events);
+    while let Some((&tag, rest)) = encoded.split_first() {
+        let (id, rest) = match tag {
+            0 => {
+                let (bytes, rest) = rest.split_at_checked(16).ok_or_else(damaged)?;
+                (uuid_text(bytes), rest)
+            }
+            1 => {
+                let (length, rest) = rest.split_at_checked(4).ok_or_else(damaged)?;
+                let length = u32::from_le_bytes(four(length)) as usize;
+                let (text, rest) = rest.split_at_checked(length).ok_or_else(damaged)?;
+                let text = std::str::from_utf8(text).map_err(|_| damaged())?;
+                (text.to_string(), rest)
+            }
+            _ => return Err(damaged()),
+        };
+        ids.push(id);
+        encoded = rest;
+    }
+    if ids.len() != events {
+        return Err(format!(
+            "the block holds {} auditIDs, {events} expected",
+            ids.len()
+        ));
+    }
+    Ok(ids)
+}
+
+/// The 16 bytes of a UUID in its canonical lowercase text form (`8-4-4-4-12` hex digits).
+fn uuid_bytes(text: &str) -> Option<[u8; 16]> {
+    let text = text.as_bytes();
+    if text.len() != 36 || [8, 13, 18, 23].iter().any(|&i| text.get(i) != Some(&b'-')) {
+        return None;
+    }
+    let mut digits = text.iter().filter(|&&byte| byte != b'-');
+    let mut bytes = [0u8; 16];
+    for byte in &mut bytes {
+        let high = hex_digit(*digits.next()?)?;
+        let low = hex_digit(*digits.next()?)?;
+        *byte = (high << 4) | low;
+    }
+    Some(bytes)
+}
+
+/// The canonical text of a UUID's 16 bytes.
+fn uuid_text(bytes: &[u8]) -> String {
+    let mut text = String::with_capacity(36);
+    for (index, byte) in bytes.iter().enumerate() {
+        if matches!(index, 4 | 6 | 8 | 10) {
+            text.push('-');
+        }
+        text.push_str(&format!("{byte:02x}"));
+    }
+    text
+}
+
+/// The value of a lowercase hex digit (upper case spells another `auditID`).
+fn hex_digit(byte: u8) -> Option<u8> {
+    match byte {
+        b'0'..=b'9' => Some(byte - b'0'),
+        b'a'..=b'f' => Some(byte - b'a' + 10),
+        _ => None,
+    }
+}
+
 /// How many frames a block of `events` events has.
 pub fn frame_count(events: usize) -> usize {
     events.div_ceil(FRAME_EVENTS)
@@ -294,6 +386,23 @@ mod tests {
             frame_bytes(&entries, 2),
             (256..300).map(|i| 10 + i).sum::<usize>()
         );
+    }
+
+    #[test]
+    fn audit_ids_round_trip_in_both_forms() {
+        let ids = [
+            "6f2a4bde-59a0-4c5e-9d3e-0b8f1c2d3e4f",
+            "6F2A4BDE-59A0-4C5E-9D3E-0B8F1C2D3E4F",
+            "not-a-uuid",
+            "",
+            "6f2a4bde-59a0-4c5e-9d3e-0b8f1c2d3e4",
+        ];
+        let encoded = encode_audit_ids(ids.iter().copied());
+        assert_eq!(encoded.first(), Some(&0));
+        assert_eq!(decode_audit_ids(&encoded, ids.len()).unwrap(), ids);
+        assert!(decode_audit_ids(&encoded, 4).is_err());
+        assert!(decode_audit_ids(&encoded[..encoded.len() - 1], ids.len()).is_err());
+        assert!(decode_audit_ids(&[7], 1).is_err());
     }
 
     #[test]

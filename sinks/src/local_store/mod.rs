@@ -34,6 +34,7 @@ pub mod block;
 pub mod partition;
 pub mod read;
 pub mod schema;
+pub mod seen;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -63,7 +64,7 @@ fn default_retention_days() -> u32 {
 }
 
 fn default_compression_level() -> i32 {
-    3
+    1
 }
 
 fn default_max_events() -> usize {

@@ -18,10 +18,9 @@
 //! was a row and ten index entries); a block of two thousand events has a few
 //! hundred postings.
 //!
-//! `seen` keys every stored event by `(time, auditID, stage)`: a replay after
-//! a crash stores nothing twice (`INSERT OR IGNORE` tells which events are
-//! new). The time leads the key so that inserts, which come roughly in time
-//! order, append to it. `auditID`s that are UUIDs are kept as 16 bytes.
+//! A block also keeps its events' `auditID`s (last, so that a query, which
+//! reads the header, never reads them): with the time and stage they make the
+//! key that tells a replayed event from a new one ([`super::writer`]).
 //!
 //! `alerts` holds the alerts raised by detection, with their rule, priority,
 //! namespace and user, the rendered output and the alert's JSON; `UNIQUE (time,
@@ -53,7 +52,8 @@ CREATE TABLE IF NOT EXISTS blocks (
     time_max INTEGER NOT NULL,
     events INTEGER NOT NULL,
     first_frame INTEGER NOT NULL,
-    header BLOB NOT NULL
+    header BLOB NOT NULL,
+    audit_ids BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS blocks_time_max ON blocks (time_max);
 CREATE TABLE IF NOT EXISTS frames (
@@ -65,12 +65,6 @@ CREATE TABLE IF NOT EXISTS postings (
     value INTEGER NOT NULL,
     block INTEGER NOT NULL,
     PRIMARY KEY (field, value, block)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS seen (
-    time INTEGER NOT NULL,
-    audit_id BLOB NOT NULL,
-    stage INTEGER NOT NULL,
-    PRIMARY KEY (time, audit_id, stage)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS alerts (
     id INTEGER PRIMARY KEY,

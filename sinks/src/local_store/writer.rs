@@ -7,16 +7,19 @@
 //! A few partitions stay open (events around midnight, late arrivals); the
 //! least recently used one is closed when another is needed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use auditflow_core::dir_lock::lock_directory;
 use auditflow_core::event::{Alert, AuditEvent, Event, Payload};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rustc_hash::FxHashMap;
 
 use super::block::{self, code_value, Column, Entry, ABSENT, BLOCK_EVENTS, COLUMNS, FRAME_EVENTS};
 use super::partition::{self, parse_micros, Day, MICROS_PER_DAY};
 use super::schema;
+use super::seen::{Key, Seen};
 
 /// How many partitions stay open at most.
 const MAX_OPEN_PARTITIONS: usize = 3;
@@ -39,9 +42,10 @@ pub struct WriteSummary {
 /// An open partition and its string caches (complete: loaded when it was opened).
 struct OpenPartition {
     connection: Connection,
-    dict: HashMap<String, u32>,
-    group_sets: HashMap<String, u32>,
+    dict: FxHashMap<String, u32>,
+    group_sets: FxHashMap<String, u32>,
     next_frame: i64,
+    seen: Seen,
     last_used: u64,
 }
 
@@ -59,11 +63,13 @@ impl OpenPartition {
             connection.query_row("SELECT coalesce(max(id), 0) + 1 FROM frames", [], |row| {
                 row.get(0)
             })?;
+        let seen = Seen::open(&connection)?;
         Ok(OpenPartition {
             connection,
             dict,
             group_sets,
             next_frame,
+            seen,
             last_used: 0,
         })
     }
@@ -77,7 +83,7 @@ impl OpenPartition {
     }
 }
 
-fn load_map(connection: &Connection, sql: &str) -> rusqlite::Result<HashMap<String, u32>> {
+fn load_map(connection: &Connection, sql: &str) -> rusqlite::Result<FxHashMap<String, u32>> {
     let mut statement = connection.prepare(sql)?;
     let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
     rows.collect()
@@ -91,6 +97,8 @@ pub struct Writer {
     uses: u64,
     compressor: zstd::bulk::Compressor<'static>,
     scratch: Vec<u8>,
+    /// Held while the writer exists: one process writes a store.
+    _lock: std::fs::File,
 }
 
 /// One item of a batch, with the day it belongs to.
@@ -104,6 +112,10 @@ impl Writer {
     pub fn new(dir: PathBuf, retention_days: u32, compression_level: i32) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create the store directory {}", dir.display()))?;
+        let lock = lock_directory(
+            &dir,
+            "two processes must not write one local_store: stop the other one or give this one its own data_dir",
+        )?;
         Ok(Writer {
             dir,
             retention_days,
@@ -112,6 +124,7 @@ impl Writer {
             compressor: zstd::bulk::Compressor::new(compression_level)
                 .context("cannot set up the zstd compressor")?,
             scratch: Vec::new(),
+            _lock: lock,
         })
     }
 
@@ -277,6 +290,7 @@ fn insert_items(
         dict,
         group_sets,
         next_frame,
+        seen,
         ..
     } = partition;
     let mut events = Vec::with_capacity(items.len());
@@ -305,7 +319,7 @@ fn insert_items(
             dict,
             group_sets,
         };
-        let entries = new_entries(&transaction, &mut strings, &events);
+        let entries = new_entries(&transaction, &mut strings, seen, &events);
         let compressed = compressing
             .join()
             .map_err(|_| anyhow::anyhow!("the local_store compression thread failed"));
@@ -344,6 +358,11 @@ fn insert_items(
         summary.bytes += blocks.insert(&new, frames)?;
     }
     transaction.commit()?;
+    let new_keys = events
+        .iter()
+        .zip(&entries)
+        .filter_map(|((event, _), entry)| entry.map(|entry| key_of(event, &entry)));
+    seen.remember(new_keys);
     Ok(summary)
 }
 
@@ -361,15 +380,35 @@ impl WriteSummary {
 fn new_entries(
     transaction: &Transaction<'_>,
     strings: &mut Interner<'_>,
+    seen: &Seen,
     events: &[(&AuditEvent, i64)],
-) -> rusqlite::Result<Vec<Option<Entry>>> {
+) -> anyhow::Result<Vec<Option<Entry>>> {
     let mut entries = Vec::with_capacity(events.len());
     for (event, time) in events {
-        let entry = block_entry(strings, event, *time)?;
-        let new = mark_seen(transaction, event, &entry)?;
-        entries.push(new.then_some(entry));
+        entries.push(block_entry(strings, event, *time)?);
     }
-    Ok(entries)
+    let keys: Vec<Key<'_>> = events
+        .iter()
+        .zip(&entries)
+        .map(|((event, _), entry)| key_of(event, entry))
+        .collect();
+    let stored = seen
+        .stored(transaction, &keys)
+        .map_err(anyhow::Error::msg)?;
+    Ok(entries
+        .into_iter()
+        .zip(stored)
+        .map(|(entry, stored)| (!stored).then_some(entry))
+        .collect())
+}
+
+/// The key an event is stored once under.
+fn key_of<'a>(event: &'a AuditEvent, entry: &Entry) -> Key<'a> {
+    Key {
+        time: entry.time,
+        stage: entry.value(Column::Stage),
+        audit_id: &event.header().audit_id,
+    }
 }
 
 /// The compressed frames of each block of `events` ([`BLOCK_EVENTS`] events a block).
@@ -467,57 +506,6 @@ fn block_entry(
     })
 }
 
-/// Records an event in `seen`; `false` when it was stored already (a replay).
-fn mark_seen(
-    transaction: &Transaction<'_>,
-    event: &AuditEvent,
-    entry: &Entry,
-) -> rusqlite::Result<bool> {
-    let changed = transaction
-        .prepare_cached("INSERT OR IGNORE INTO seen (time, audit_id, stage) VALUES (?1, ?2, ?3)")?
-        .execute(params![
-            entry.time,
-            audit_id_key(&event.header().audit_id),
-            entry.value(Column::Stage)
-        ])?;
-    Ok(changed == 1)
-}
-
-/// How an `auditID` is keyed in `seen`: a UUID as its 16 bytes, anything else as text.
-fn audit_id_key(audit_id: &str) -> rusqlite::types::Value {
-    match uuid_bytes(audit_id) {
-        Some(bytes) => rusqlite::types::Value::Blob(bytes.to_vec()),
-        None => rusqlite::types::Value::Text(audit_id.to_string()),
-    }
-}
-
-/// The 16 bytes of a UUID in its canonical text form (`8-4-4-4-12` hex digits).
-fn uuid_bytes(text: &str) -> Option<[u8; 16]> {
-    let text = text.as_bytes();
-    if text.len() != 36 || [8, 13, 18, 23].iter().any(|&i| text.get(i) != Some(&b'-')) {
-        return None;
-    }
-    let mut digits = text.iter().filter(|&&byte| byte != b'-');
-    let mut bytes = [0u8; 16];
-    for byte in &mut bytes {
-        let high = hex_digit(*digits.next()?)?;
-        let low = hex_digit(*digits.next()?)?;
-        *byte = high << 4 | low;
-    }
-    // Upper and lower case spell the same UUID but are different auditIDs.
-    text.iter()
-        .all(|byte| !byte.is_ascii_uppercase())
-        .then_some(bytes)
-}
-
-fn hex_digit(byte: u8) -> Option<u8> {
-    match byte {
-        b'0'..=b'9' => Some(byte - b'0'),
-        b'a'..=b'f' => Some(byte - b'a' + 10),
-        _ => None,
-    }
-}
-
 /// Writes blocks of new events: their frames, header and postings.
 struct BlockWriter<'t> {
     transaction: &'t Transaction<'t>,
@@ -544,20 +532,26 @@ impl BlockWriter<'_> {
         }
         let entries: Vec<Entry> = events.iter().map(|(_, entry)| *entry).collect();
         let header = block::encode_header(&entries)?;
-        bytes += header.len();
+        let audit_ids = block::encode_audit_ids(
+            events
+                .iter()
+                .map(|(event, _)| event.header().audit_id.as_str()),
+        );
+        bytes += header.len() + audit_ids.len();
         let time_min = entries.iter().map(|entry| entry.time).min().unwrap_or(0);
         let time_max = entries.iter().map(|entry| entry.time).max().unwrap_or(0);
         self.transaction
             .prepare_cached(
-                "INSERT INTO blocks (time_min, time_max, events, first_frame, header) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO blocks (time_min, time_max, events, first_frame, header, audit_ids) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
             .execute(params![
                 time_min,
                 time_max,
                 entries.len(),
                 first_frame,
-                header
+                header,
+                audit_ids
             ])?;
         let block = self.transaction.last_insert_rowid();
         self.insert_postings(block, &entries)?;
@@ -590,8 +584,8 @@ impl BlockWriter<'_> {
 /// Looks up (or adds) the ids of strings and group lists within a transaction.
 struct Interner<'t> {
     transaction: &'t Transaction<'t>,
-    dict: &'t mut HashMap<String, u32>,
-    group_sets: &'t mut HashMap<String, u32>,
+    dict: &'t mut FxHashMap<String, u32>,
+    group_sets: &'t mut FxHashMap<String, u32>,
 }
 
 impl Interner<'_> {

@@ -135,19 +135,22 @@ const ENTRY_BYTES: usize = 8 + 4 * COLUMNS + 4;
 
 /// Encodes block entries column by column and compresses them.
 pub fn encode_header(entries: &[Entry]) -> io::Result<Vec<u8>> {
-    let mut raw = Vec::with_capacity(entries.len() * ENTRY_BYTES);
+    let events = entries.len();
+    let mut raw = vec![0u8; events * ENTRY_BYTES];
+    let (times, rest) = raw.split_at_mut(events * 8);
+    let (columns, lengths) = rest.split_at_mut(events * 4 * COLUMNS);
     let mut previous = 0i64;
-    for entry in entries {
-        raw.extend_from_slice(&entry.time.wrapping_sub(previous).to_le_bytes());
+    for (slot, entry) in times.chunks_exact_mut(8).zip(entries) {
+        slot.copy_from_slice(&entry.time.wrapping_sub(previous).to_le_bytes());
         previous = entry.time;
     }
-    for column in 0..COLUMNS {
-        for entry in entries {
-            raw.extend_from_slice(&entry.values[column].to_le_bytes());
+    for (column, slots) in columns.chunks_exact_mut(events.max(1) * 4).enumerate() {
+        for (slot, entry) in slots.chunks_exact_mut(4).zip(entries) {
+            slot.copy_from_slice(&entry.values[column].to_le_bytes());
         }
     }
-    for entry in entries {
-        raw.extend_from_slice(&entry.length.to_le_bytes());
+    for (slot, entry) in lengths.chunks_exact_mut(4).zip(entries) {
+        slot.copy_from_slice(&entry.length.to_le_bytes());
     }
     zstd::bulk::compress(&raw, HEADER_LEVEL)
 }

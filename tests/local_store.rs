@@ -121,10 +121,11 @@ fn retention_deletes_exactly_the_day_files_older_than_it() {
     left.sort();
     // Ninety days of retention: the day that began 90 days ago still holds events
     // younger than 90 days; the days before it are deleted with their WAL files.
+    // (`lock` is the writer's lock file.)
     let mut expected: Vec<String> = [90, 89, 1, 0]
         .iter()
         .flat_map(|ago| [day(*ago), format!("{}-wal", day(*ago))])
-        .chain(["README.txt".to_string()])
+        .chain(["README.txt".to_string(), "lock".to_string()])
         .collect();
     expected.sort();
     assert_eq!(left, expected);

@@ -15,6 +15,7 @@ pub mod ack;
 pub mod component;
 pub mod condition;
 pub mod config;
+pub mod dir_lock;
 pub mod event;
 pub mod generate;
 pub mod metrics;

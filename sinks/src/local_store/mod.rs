@@ -12,12 +12,16 @@
 //! `auditflow query` reads while the pipeline writes. The header fields are
 //! indexed columns and the whole event is kept compressed ([`schema`]).
 //!
-//! The model: the async task gathers the batches waiting in its input (up to
-//! [`MAX_WRITE_EVENTS`]) and hands them to a blocking thread, where the
-//! [`writer::Writer`] writes each day's part in one transaction. Only after every
-//! part is committed are the events acknowledged, so a source's checkpoint never
-//! moves past an event that is not stored. A delivery that is replayed after a
-//! crash stores nothing twice (`UNIQUE (time, audit_id, stage)`, `INSERT OR IGNORE`).
+//! The model: the async task collects events from its input and hands them to
+//! a blocking thread, where the [`writer::Writer`] writes each day's part in
+//! one transaction, in blocks of events ([`block`]). Events are written
+//! together once `batch.max_events` have come, or the oldest has waited
+//! `batch.timeout`, and only when the writer is free: while it writes, the
+//! next events are collected (up to `batch.max_events`), so the pipeline keeps
+//! reading and a busy store writes bigger, better-compressed blocks. Only after
+//! every part is committed are the events acknowledged, so a source's
+//! checkpoint never moves past an event that is not stored. A delivery that is
+//! replayed after a crash stores nothing twice (the `seen` table).
 //!
 //! Retention deletes whole day files (no `DELETE`, no vacuum) at start and
 //! every hour: a day is deleted once all of it is older than `retention_days`.
@@ -26,10 +30,11 @@
 //!
 //! [`read`] is the read side, shared with `auditflow query`.
 
-pub mod codec;
+pub mod block;
 pub mod partition;
 pub mod read;
 pub mod schema;
+pub mod seen;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -38,6 +43,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use auditflow_core::ack::BatchStatus;
 use auditflow_core::component::{ComponentTask, SinkConfig, SinkContext};
+use auditflow_core::config::duration::deserialize_duration;
 use auditflow_core::config::{parse_options, OptionError};
 use auditflow_core::event::Event;
 use serde::Deserialize;
@@ -47,7 +53,7 @@ use writer::{WriteSummary, Writer};
 /// The `type` name of the sink.
 pub const TYPE_NAME: &str = "local_store";
 
-/// The most events written in one go (gathered from the batches waiting in the input).
+/// The most events written in one go, by default.
 pub const MAX_WRITE_EVENTS: usize = 16_384;
 
 /// How often retention runs after the run at start.
@@ -58,7 +64,39 @@ fn default_retention_days() -> u32 {
 }
 
 fn default_compression_level() -> i32 {
-    3
+    1
+}
+
+fn default_max_events() -> usize {
+    MAX_WRITE_EVENTS
+}
+
+fn default_batch_timeout() -> Duration {
+    Duration::from_secs(1)
+}
+
+/// When collected events are written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreBatch {
+    /// The most events written in one transaction (and collected while the writer is busy).
+    #[serde(default = "default_max_events")]
+    pub max_events: usize,
+    /// How long the oldest collected event waits for more before they are written.
+    #[serde(
+        default = "default_batch_timeout",
+        deserialize_with = "deserialize_duration"
+    )]
+    pub timeout: Duration,
+}
+
+impl Default for StoreBatch {
+    fn default() -> Self {
+        StoreBatch {
+            max_events: default_max_events(),
+            timeout: default_batch_timeout(),
+        }
+    }
 }
 
 /// Options of the `local_store` sink.
@@ -71,6 +109,9 @@ pub struct LocalStoreConfig {
     /// The zstd level events are compressed with (1 fastest to 19 smallest).
     #[serde(default = "default_compression_level")]
     pub compression_level: i32,
+    /// When collected events are written.
+    #[serde(default)]
+    pub batch: StoreBatch,
 }
 
 /// Checks the options table of a `local_store` sink.
@@ -87,6 +128,12 @@ pub fn parse(options: &toml::Table) -> Result<Box<dyn SinkConfig>, Vec<OptionErr
         errors.push(OptionError::new(
             "compression_level",
             "must be between 1 (fastest) and 19 (smallest)",
+        ));
+    }
+    if config.batch.max_events == 0 {
+        errors.push(OptionError::new(
+            "batch.max_events",
+            "must be at least 1 (the most events written together)",
         ));
     }
     if errors.is_empty() {
@@ -124,6 +171,29 @@ async fn on_writer<T: Send + 'static>(
     .context("the local_store writer thread failed")
 }
 
+/// A write running on the blocking pool: it hands back the writer, the events and the outcome.
+type Writing = tokio::task::JoinHandle<(Writer, Vec<Event>, anyhow::Result<WriteSummary>)>;
+
+/// Events collected for the next write.
+struct Collected {
+    events: Vec<Event>,
+    since: Option<tokio::time::Instant>,
+}
+
+impl Collected {
+    fn push(&mut self, batch: Vec<Event>) {
+        if self.events.is_empty() {
+            self.since = Some(tokio::time::Instant::now());
+        }
+        self.events.extend(batch);
+    }
+
+    fn take(&mut self) -> Vec<Event> {
+        self.since = None;
+        std::mem::take(&mut self.events)
+    }
+}
+
 async fn run(config: LocalStoreConfig, mut context: SinkContext) -> anyhow::Result<()> {
     let dir = store_dir(&context.data_dir, &context.id);
     let writer = tokio::task::spawn_blocking(move || {
@@ -131,47 +201,84 @@ async fn run(config: LocalStoreConfig, mut context: SinkContext) -> anyhow::Resu
     })
     .await??;
     let id = context.id.to_string();
-    let (mut writer, ()) = on_writer(writer, move |w| retain(w, &id)).await?;
+    let (writer, ()) = on_writer(writer, move |w| retain(w, &id)).await?;
+    let mut writer = Some(writer);
     let start = tokio::time::Instant::now() + RETENTION_INTERVAL;
     let mut retention = tokio::time::interval_at(start, RETENTION_INTERVAL);
+    let mut writing: Option<Writing> = None;
+    let mut collected = Collected {
+        events: Vec::new(),
+        since: None,
+    };
+    let mut input_open = true;
     loop {
-        tokio::select! {
-            batch = context.input.recv() => {
-                let Some(batch) = batch else { break };
-                let batch = gather(batch, &mut context);
-                writer = write_batch(writer, batch, &context).await?;
+        let full = collected.events.len() >= config.batch.max_events;
+        let due = collected.since.map(|since| since + config.batch.timeout);
+        let now = tokio::time::Instant::now();
+        let ready = full || !input_open || due.is_some_and(|due| due <= now);
+        if !collected.events.is_empty() && ready {
+            if let Some(idle) = writer.take() {
+                writing = Some(start_write(idle, collected.take()));
             }
-            _ = retention.tick() => {
-                let id = context.id.to_string();
-                (writer, ()) = on_writer(writer, move |w| retain(w, &id)).await?;
+        }
+        if !input_open && writing.is_none() && collected.events.is_empty() {
+            break;
+        }
+        tokio::select! {
+            finished = finish(&mut writing) => {
+                writing = None;
+                let (idle, batch, result) = finished.context("the local_store writer thread failed")?;
+                writer = Some(idle);
+                report(batch, result, &context);
+            }
+            batch = context.input.recv(), if input_open && !full => match batch {
+                Some(batch) => collected.push(batch),
+                None => input_open = false,
+            },
+            _ = sleep_until(due), if writer.is_some() && !collected.events.is_empty() => {}
+            _ = retention.tick(), if writer.is_some() => {
+                if let Some(idle) = writer.take() {
+                    let id = context.id.to_string();
+                    let (idle, ()) = on_writer(idle, move |w| retain(w, &id)).await?;
+                    writer = Some(idle);
+                }
             }
         }
     }
-    on_writer(writer, Writer::close).await?;
+    if let Some(idle) = writer {
+        on_writer(idle, Writer::close).await?;
+    }
     Ok(())
 }
 
-/// Adds the batches already waiting in the input to `batch`, up to [`MAX_WRITE_EVENTS`].
-fn gather(mut batch: Vec<Event>, context: &mut SinkContext) -> Vec<Event> {
-    while batch.len() < MAX_WRITE_EVENTS {
-        match context.input.try_recv() {
-            Some(more) => batch.extend(more),
-            None => break,
-        }
-    }
-    batch
+/// Writes `batch` on the blocking pool.
+fn start_write(mut writer: Writer, batch: Vec<Event>) -> Writing {
+    tokio::task::spawn_blocking(move || {
+        let result = writer.write(&batch, now_micros());
+        (writer, batch, result)
+    })
 }
 
-async fn write_batch(
-    writer: Writer,
-    batch: Vec<Event>,
-    context: &SinkContext,
-) -> anyhow::Result<Writer> {
-    let (writer, (batch, result)) = on_writer(writer, move |w| {
-        let result = w.write(&batch, now_micros());
-        (batch, result)
-    })
-    .await?;
+/// The end of the running write; never, when none runs.
+async fn finish(
+    writing: &mut Option<Writing>,
+) -> Result<(Writer, Vec<Event>, anyhow::Result<WriteSummary>), tokio::task::JoinError> {
+    match writing {
+        Some(handle) => handle.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sleeps until `due`; never, when there is none.
+async fn sleep_until(due: Option<tokio::time::Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Acknowledges a written batch, or reports it as not delivered.
+fn report(batch: Vec<Event>, result: anyhow::Result<WriteSummary>, context: &SinkContext) {
     match result {
         Ok(summary) => acknowledge(batch, summary, context),
         Err(error) => {
@@ -179,7 +286,6 @@ async fn write_batch(
             context.failed(batch, BatchStatus::Errored, "write_failed");
         }
     }
-    Ok(writer)
 }
 
 fn acknowledge(batch: Vec<Event>, summary: WriteSummary, context: &SinkContext) {

@@ -1,15 +1,19 @@
 //! Reading a store: events and alerts in a time range, filtered, newest first.
 //!
 //! This is what `auditflow query` runs. Only the partitions of the days in the
-//! range are opened, newest first. The filters on header fields are answered
-//! from the indexes: a value is first looked up in the partition's `dict` (a
-//! value the day never saw means the day has no match, and its events table is
-//! not read), then the matching rows are read newest first, and only those are
-//! decompressed. A partition that cannot be read (damaged, not a store file)
-//! is reported in [`Store::errors`] with its path, and the others are read.
-//! Reading never blocks the writer: the partitions are in WAL mode.
+//! range are opened, newest first. In each, a filter's values are first looked
+//! up in the partition's `dict` (a value the day never saw means the day has
+//! no match, and nothing else is read), then the blocks that can hold matches
+//! are those in the time range that have a posting for every filter. Their
+//! headers are decoded and checked event by event; only the frames of the
+//! events shown are decompressed, and counting decompresses none. Blocks are
+//! read newest first and their matches merged, so events come out newest first
+//! however blocks overlap in time. A partition that cannot be read (damaged,
+//! not a store file) is reported in [`Store::errors`] with its path, and the
+//! others are read. Reading never blocks the writer: the partitions are in WAL
+//! mode, and each is read in one transaction (one consistent snapshot).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::fmt;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -17,9 +21,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use auditflow_core::event::{Alert, AuditEvent, AuditHeader};
 use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 
-use super::codec::PartitionDecoder;
+use super::block::{self, Column, Entry, ABSENT};
 use super::partition::{self, Day};
 use super::schema;
 
@@ -244,7 +248,7 @@ pub struct Store {
     pub errors: Vec<PartitionError>,
 }
 
-/// The `WHERE` clause of one partition's query and its parameters.
+/// The `WHERE` clause of an alerts query and its parameters.
 struct Clauses {
     sql: Vec<String>,
     params: Vec<Value>,
@@ -279,24 +283,110 @@ impl Clauses {
     }
 }
 
-/// How an event-grouping query reads a field's value.
-fn group_column(field: Field) -> Option<(&'static str, &'static str)> {
-    let dict = |column| Some((column, "LEFT JOIN dict d ON d.id = e.{c}"));
-    match field {
-        Field::User => dict("user"),
-        Field::Verb => dict("verb"),
-        Field::Resource => dict("resource"),
-        Field::Subresource => dict("subresource"),
-        Field::Namespace => dict("namespace"),
-        Field::Name => dict("name"),
-        Field::SourceIp => dict("source_ip"),
-        Field::UserAgent => dict("user_agent"),
-        Field::Level => dict("level"),
-        Field::Stage => dict("stage"),
-        Field::Group => Some(("groups", "LEFT JOIN group_sets d ON d.id = e.{c}")),
-        Field::Code => Some(("code", "")),
-        Field::Rule | Field::Priority => None,
+/// A filter resolved against one partition: for each column filtered on, the values accepted.
+struct Resolved {
+    range: TimeRange,
+    columns: Vec<(Column, Vec<u32>)>,
+}
+
+impl Resolved {
+    fn matches(&self, entry: &Entry) -> bool {
+        self.range.from.is_none_or(|from| entry.time >= from)
+            && self.range.to.is_none_or(|to| entry.time < to)
+            && self
+                .columns
+                .iter()
+                .all(|(column, values)| values.contains(&entry.value(*column)))
     }
+}
+
+/// A block that may hold matches.
+#[derive(Debug, Clone, Copy)]
+struct BlockRef {
+    id: i64,
+    time_max: i64,
+    events: usize,
+    first_frame: i64,
+}
+
+/// A matching event waiting to be shown: ordered by time, then block, then place.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Pending {
+    time: i64,
+    block: i64,
+    index: usize,
+    frame: i64,
+    frame_bytes: usize,
+    start: usize,
+    end: usize,
+}
+
+/// How many decompressed frames a listing keeps at most.
+const CACHED_FRAMES: usize = 32;
+
+/// Reads the events of frames, keeping the last few decompressed.
+struct FrameReader {
+    decompressor: zstd::bulk::Decompressor<'static>,
+    cached: Vec<(i64, Vec<u8>)>,
+}
+
+impl FrameReader {
+    fn new() -> rusqlite::Result<FrameReader> {
+        let decompressor = zstd::bulk::Decompressor::new()
+            .map_err(|error| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))?;
+        Ok(FrameReader {
+            decompressor,
+            cached: Vec::new(),
+        })
+    }
+
+    /// The event of `pending`, decoded.
+    fn event(&mut self, connection: &Connection, pending: &Pending) -> Result<AuditEvent, String> {
+        let position = match self.cached.iter().position(|(id, _)| *id == pending.frame) {
+            Some(position) => position,
+            None => {
+                let blob: Vec<u8> = connection
+                    .prepare_cached("SELECT data FROM frames WHERE id = ?1")
+                    .and_then(|mut statement| {
+                        statement.query_row([pending.frame], |row| row.get(0))
+                    })
+                    .map_err(|error| format!("cannot read frame {}: {error}", pending.frame))?;
+                let frame =
+                    block::decompress_frame(&mut self.decompressor, &blob, pending.frame_bytes)?;
+                if self.cached.len() >= CACHED_FRAMES {
+                    self.cached.remove(0);
+                }
+                self.cached.push((pending.frame, frame));
+                self.cached.len() - 1
+            }
+        };
+        let text = self
+            .cached
+            .get(position)
+            .and_then(|(_, frame)| frame.get(pending.start..pending.end))
+            .ok_or_else(|| format!("frame {} is shorter than its header says", pending.frame))?;
+        let text = std::str::from_utf8(text).map_err(|error| format!("not UTF-8: {error}"))?;
+        AuditEvent::parse(text).map_err(|error| error.to_string())
+    }
+}
+
+/// The column a field is stored in.
+fn column_of(field: Field) -> Option<Column> {
+    Some(match field {
+        Field::User => Column::User,
+        Field::Group => Column::Groups,
+        Field::Verb => Column::Verb,
+        Field::Resource => Column::Resource,
+        Field::Subresource => Column::Subresource,
+        Field::Namespace => Column::Namespace,
+        Field::Name => Column::Name,
+        Field::Code => Column::Code,
+        Field::SourceIp => Column::SourceIp,
+        Field::UserAgent => Column::UserAgent,
+        Field::Level => Column::Level,
+        Field::Stage => Column::Stage,
+        Field::Rule | Field::Priority => return None,
+    })
 }
 
 impl Store {
@@ -332,7 +422,11 @@ impl Store {
     ) -> anyhow::Result<()> {
         for (_, path) in self.partitions(range)? {
             let outcome = schema::open_for_reading(&path).and_then(|connection| match connection {
-                Some(connection) => read(&connection, &path),
+                Some(connection) => {
+                    // One read transaction: every statement sees the same snapshot.
+                    let snapshot = connection.unchecked_transaction()?;
+                    read(&snapshot, &path)
+                }
                 None => Ok(ControlFlow::Continue(())),
             });
             match outcome {
@@ -356,34 +450,46 @@ impl Store {
     ) -> anyhow::Result<()> {
         let mut row_errors = Vec::new();
         self.each_partition(range, |connection, path| {
-            let Some(clauses) = event_clauses(connection, range, filter)? else {
+            let mut errors = |message: String| {
+                row_errors.push(PartitionError {
+                    path: path.to_path_buf(),
+                    message,
+                })
+            };
+            let Some(resolved) = resolve(connection, range, filter)? else {
                 return Ok(ControlFlow::Continue(()));
             };
-            let sql = format!(
-                "SELECT e.id, e.time, e.dictionary, e.event FROM events e{} ORDER BY e.time DESC, e.id DESC",
-                clauses.where_sql()
-            );
-            let mut decoder = PartitionDecoder::new()
-                .map_err(|error| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))?;
-            let mut statement = connection.prepare(&sql)?;
-            let mut rows = statement.query(rusqlite::params_from_iter(clauses.params))?;
-            while let Some(row) = rows.next()? {
-                let id: i64 = row.get(0)?;
-                let time: i64 = row.get(1)?;
-                let blob = row.get_ref(3)?.as_blob()?;
-                let decoded = decoder
-                    .decompress(connection, row.get(2)?, blob)
-                    .and_then(decode_event);
-                match decoded {
-                    Ok(event) => {
-                        if visit(StoredEvent { time, event }).is_break() {
-                            return Ok(ControlFlow::Break(()));
+            let blocks = candidate_blocks(connection, &resolved)?;
+            let mut frames = FrameReader::new()?;
+            let mut pending = BinaryHeap::new();
+            let mut next_blocks = blocks.iter().peekable();
+            loop {
+                let newest_unread = next_blocks.peek().map(|block| block.time_max);
+                let ready = pending
+                    .peek()
+                    .is_some_and(|top: &Pending| newest_unread.is_none_or(|time| top.time > time));
+                if ready {
+                    let Some(top) = pending.pop() else { break };
+                    match frames.event(connection, &top) {
+                        Ok(event) => {
+                            let stored = StoredEvent {
+                                time: top.time,
+                                event,
+                            };
+                            if visit(stored).is_break() {
+                                return Ok(ControlFlow::Break(()));
+                            }
                         }
+                        Err(message) => errors(format!("block {}: {message}", top.block)),
                     }
-                    Err(message) => row_errors.push(PartitionError {
-                        path: path.to_path_buf(),
-                        message: format!("event row {id}: {message}"),
-                    }),
+                    continue;
+                }
+                let Some(block) = next_blocks.next() else {
+                    break;
+                };
+                match block_entries(connection, block) {
+                    Ok(entries) => pending.extend(matching(&entries, block, &resolved)),
+                    Err(message) => errors(format!("block {}: {message}", block.id)),
                 }
             }
             Ok(ControlFlow::Continue(()))
@@ -392,21 +498,10 @@ impl Store {
         Ok(())
     }
 
-    /// How many events match `filter` in `range` (from the indexes; nothing is decompressed).
+    /// How many events match `filter` in `range` (from the block headers; no event is decompressed).
     pub fn count_events(&mut self, range: &TimeRange, filter: &EventFilter) -> anyhow::Result<u64> {
         let mut total = 0u64;
-        self.each_partition(range, |connection, _| {
-            if let Some(clauses) = event_clauses(connection, range, filter)? {
-                let sql = format!("SELECT count(*) FROM events e{}", clauses.where_sql());
-                let count: i64 = connection.query_row(
-                    &sql,
-                    rusqlite::params_from_iter(clauses.params),
-                    |row| row.get(0),
-                )?;
-                total += count.max(0) as u64;
-            }
-            Ok(ControlFlow::Continue(()))
-        })?;
+        self.each_matching_entry(range, filter, |_, _| total += 1)?;
         Ok(total)
     }
 
@@ -417,36 +512,61 @@ impl Store {
         filter: &EventFilter,
         field: Field,
     ) -> anyhow::Result<Vec<(String, u64)>> {
-        let Some((column, join)) = group_column(field) else {
+        let Some(column) = column_of(field) else {
             anyhow::bail!("events cannot be grouped by {}", field.name());
         };
+        let mut by_partition: Vec<(PathBuf, HashMap<u32, u64>)> = Vec::new();
+        self.each_matching_entry(range, filter, |path, entry| {
+            if by_partition.last().is_none_or(|(last, _)| last != path) {
+                by_partition.push((path.to_path_buf(), HashMap::new()));
+            }
+            if let Some((_, counts)) = by_partition.last_mut() {
+                *counts.entry(entry.value(column)).or_insert(0) += 1;
+            }
+        })?;
         let mut counts = BTreeMap::new();
-        self.each_partition(range, |connection, _| {
-            if let Some(clauses) = event_clauses(connection, range, filter)? {
-                let value = if join.is_empty() {
-                    format!("e.{column}")
-                } else if field == Field::Group {
-                    "d.groups".to_string()
-                } else {
-                    "d.value".to_string()
-                };
-                let sql = format!(
-                    "SELECT {value}, count(*) FROM events e {}{} GROUP BY e.{column}",
-                    join.replace("{c}", column),
-                    clauses.where_sql()
-                );
-                let mut statement = connection.prepare(&sql)?;
-                let mut rows = statement.query(rusqlite::params_from_iter(clauses.params))?;
-                while let Some(row) = rows.next()? {
-                    let count: i64 = row.get(1)?;
-                    for key in group_keys(field, row.get::<_, Value>(0)?) {
-                        *counts.entry(key).or_insert(0u64) += count.max(0) as u64;
-                    }
+        for (path, ids) in by_partition {
+            let named = schema::open_for_reading(&path)
+                .and_then(|connection| match connection {
+                    Some(connection) => name_values(&connection, column, ids),
+                    None => Ok(Vec::new()),
+                })
+                .with_context(|| format!("cannot read the values of {}", path.display()))?;
+            for (key, count) in named {
+                *counts.entry(key).or_insert(0u64) += count;
+            }
+        }
+        Ok(sorted_counts(counts))
+    }
+
+    /// Calls `visit` with every event entry matching `filter` in `range` (in no particular order).
+    fn each_matching_entry(
+        &mut self,
+        range: &TimeRange,
+        filter: &EventFilter,
+        mut visit: impl FnMut(&Path, &Entry),
+    ) -> anyhow::Result<()> {
+        let mut row_errors = Vec::new();
+        self.each_partition(range, |connection, path| {
+            let Some(resolved) = resolve(connection, range, filter)? else {
+                return Ok(ControlFlow::Continue(()));
+            };
+            for block in candidate_blocks(connection, &resolved)? {
+                match block_entries(connection, &block) {
+                    Ok(entries) => entries
+                        .iter()
+                        .filter(|entry| resolved.matches(entry))
+                        .for_each(|entry| visit(path, entry)),
+                    Err(message) => row_errors.push(PartitionError {
+                        path: path.to_path_buf(),
+                        message: format!("block {}: {message}", block.id),
+                    }),
                 }
             }
             Ok(ControlFlow::Continue(()))
         })?;
-        Ok(sorted_counts(counts))
+        self.errors.extend(row_errors);
+        Ok(())
     }
 
     /// Visits the alerts matching `filter` in `range`, newest first, until `visit` breaks.
@@ -486,18 +606,6 @@ impl Store {
     }
 }
 
-/// Turns one grouped value into the keys it counts for (a group list counts for each group).
-fn group_keys(field: Field, value: Value) -> Vec<String> {
-    match value {
-        Value::Null => vec![NONE.to_string()],
-        Value::Integer(number) => vec![number.to_string()],
-        Value::Text(text) if field == Field::Group => text.split('\n').map(String::from).collect(),
-        Value::Text(text) => vec![text],
-        Value::Real(number) => vec![number.to_string()],
-        Value::Blob(_) => vec![NONE.to_string()],
-    }
-}
-
 /// Counts, most frequent first (then by value).
 pub fn sorted_counts(counts: BTreeMap<String, u64>) -> Vec<(String, u64)> {
     let mut counts: Vec<(String, u64)> = counts.into_iter().collect();
@@ -505,48 +613,158 @@ pub fn sorted_counts(counts: BTreeMap<String, u64>) -> Vec<(String, u64)> {
     counts
 }
 
-fn decode_event(bytes: Vec<u8>) -> Result<AuditEvent, String> {
-    let text = String::from_utf8(bytes).map_err(|error| format!("not UTF-8: {error}"))?;
-    AuditEvent::parse(&text).map_err(|error| error.to_string())
-}
-
-/// The clauses of an events query in one partition; `None` when a filter value
-/// never occurs in it (so nothing there can match).
-fn event_clauses(
+/// Resolves `filter` in one partition; `None` when a filter value never
+/// occurs in it (so nothing there can match).
+fn resolve(
     connection: &Connection,
     range: &TimeRange,
     filter: &EventFilter,
-) -> rusqlite::Result<Option<Clauses>> {
-    let mut clauses = Clauses::time(range);
+) -> rusqlite::Result<Option<Resolved>> {
+    let mut columns = Vec::new();
     let strings = [
-        ("e.user", &filter.user),
-        ("e.verb", &filter.verb),
-        ("e.resource", &filter.resource),
-        ("e.namespace", &filter.namespace),
-        ("e.name", &filter.name),
-        ("e.source_ip", &filter.source_ip),
+        (Column::User, &filter.user),
+        (Column::Verb, &filter.verb),
+        (Column::Resource, &filter.resource),
+        (Column::Namespace, &filter.namespace),
+        (Column::Name, &filter.name),
+        (Column::SourceIp, &filter.source_ip),
     ];
     for (column, value) in strings {
         let Some(value) = value else { continue };
         match dict_id(connection, value)? {
-            Some(id) => clauses.push(&format!("{column} = ?"), Value::Integer(id)),
+            Some(id) => columns.push((column, vec![id])),
             None => return Ok(None),
         }
     }
     if let Some(code) = filter.code {
-        clauses.push("e.code = ?", Value::Integer(code));
+        match block::code_value(Some(code)) {
+            ABSENT => return Ok(None),
+            value => columns.push((Column::Code, vec![value])),
+        }
     }
     if let Some(group) = &filter.group {
         let sets = group_set_ids(connection, group)?;
         if sets.is_empty() {
             return Ok(None);
         }
-        let list: Vec<String> = sets.iter().map(i64::to_string).collect();
-        clauses
-            .sql
-            .push(format!("e.groups IN ({})", list.join(", ")));
+        columns.push((Column::Groups, sets));
     }
-    Ok(Some(clauses))
+    Ok(Some(Resolved {
+        range: *range,
+        columns,
+    }))
+}
+
+/// The blocks in the time range holding a posting for every filter, newest first.
+fn candidate_blocks(
+    connection: &Connection,
+    resolved: &Resolved,
+) -> rusqlite::Result<Vec<BlockRef>> {
+    let mut statement = connection.prepare_cached(
+        "SELECT id, time_max, events, first_frame FROM blocks WHERE time_max >= ?1 AND time_min < ?2",
+    )?;
+    let from = resolved.range.from.unwrap_or(i64::MIN);
+    let to = resolved.range.to.unwrap_or(i64::MAX);
+    let rows = statement.query_map([from, to], |row| {
+        Ok(BlockRef {
+            id: row.get(0)?,
+            time_max: row.get(1)?,
+            events: row.get(2)?,
+            first_frame: row.get(3)?,
+        })
+    })?;
+    let mut blocks = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    for (column, values) in &resolved.columns {
+        let holding = blocks_holding(connection, *column, values)?;
+        blocks.retain(|block| holding.contains(&block.id));
+    }
+    blocks.sort_by(|a, b| b.time_max.cmp(&a.time_max).then(b.id.cmp(&a.id)));
+    Ok(blocks)
+}
+
+/// The blocks with a posting for one of `values` in `column`.
+fn blocks_holding(
+    connection: &Connection,
+    column: Column,
+    values: &[u32],
+) -> rusqlite::Result<HashSet<i64>> {
+    let mut statement =
+        connection.prepare_cached("SELECT block FROM postings WHERE field = ?1 AND value = ?2")?;
+    let mut blocks = HashSet::new();
+    for value in values {
+        let rows = statement.query_map(params![column.index(), value], |row| row.get(0))?;
+        for block in rows {
+            blocks.insert(block?);
+        }
+    }
+    Ok(blocks)
+}
+
+/// The decoded header of a block.
+fn block_entries(connection: &Connection, block: &BlockRef) -> Result<Vec<Entry>, String> {
+    let header: Vec<u8> = connection
+        .prepare_cached("SELECT header FROM blocks WHERE id = ?1")
+        .and_then(|mut statement| statement.query_row([block.id], |row| row.get(0)))
+        .map_err(|error| format!("cannot read the block: {error}"))?;
+    block::decode_header(&header, block.events)
+}
+
+/// The entries of a block that match, as events waiting to be shown.
+fn matching<'a>(
+    entries: &'a [Entry],
+    block: &'a BlockRef,
+    resolved: &'a Resolved,
+) -> impl Iterator<Item = Pending> + 'a {
+    entries
+        .iter()
+        .enumerate()
+        .filter(|(_, entry)| resolved.matches(entry))
+        .filter_map(move |(index, entry)| {
+            let (frame, range) = block::locate(entries, index)?;
+            Some(Pending {
+                time: entry.time,
+                block: block.id,
+                index,
+                frame: block.first_frame.saturating_add(frame as i64),
+                frame_bytes: block::frame_bytes(entries, frame),
+                start: range.start,
+                end: range.end,
+            })
+        })
+}
+
+/// The names of a column's values in one partition, with their counts.
+fn name_values(
+    connection: &Connection,
+    column: Column,
+    counts: HashMap<u32, u64>,
+) -> rusqlite::Result<Vec<(String, u64)>> {
+    let mut named = Vec::new();
+    for (value, count) in counts {
+        if value == ABSENT {
+            named.push((NONE.to_string(), count));
+            continue;
+        }
+        match column {
+            Column::Code => {
+                let code = block::code_of_value(value).map(|code| code.to_string());
+                named.push((code.unwrap_or_else(|| NONE.to_string()), count));
+            }
+            Column::Groups => {
+                let groups: String = connection
+                    .prepare_cached("SELECT groups FROM group_sets WHERE id = ?1")?
+                    .query_row([value], |row| row.get(0))?;
+                named.extend(groups.split('\n').map(|group| (group.to_string(), count)));
+            }
+            _ => {
+                let text: String = connection
+                    .prepare_cached("SELECT value FROM dict WHERE id = ?1")?
+                    .query_row([value], |row| row.get(0))?;
+                named.push((text, count));
+            }
+        }
+    }
+    Ok(named)
 }
 
 fn alert_clauses(range: &TimeRange, filter: &AlertFilter) -> Clauses {
@@ -560,7 +778,7 @@ fn alert_clauses(range: &TimeRange, filter: &AlertFilter) -> Clauses {
     clauses
 }
 
-fn dict_id(connection: &Connection, value: &str) -> rusqlite::Result<Option<i64>> {
+fn dict_id(connection: &Connection, value: &str) -> rusqlite::Result<Option<u32>> {
     connection
         .prepare_cached("SELECT id FROM dict WHERE value = ?1")?
         .query_row([value], |row| row.get(0))
@@ -568,7 +786,7 @@ fn dict_id(connection: &Connection, value: &str) -> rusqlite::Result<Option<i64>
 }
 
 /// The ids of the group lists that hold `group`.
-fn group_set_ids(connection: &Connection, group: &str) -> rusqlite::Result<Vec<i64>> {
+fn group_set_ids(connection: &Connection, group: &str) -> rusqlite::Result<Vec<u32>> {
     let mut statement = connection.prepare_cached("SELECT id, groups FROM group_sets")?;
     let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get::<_, String>(1)?)))?;
     let mut ids = Vec::new();

@@ -3,27 +3,24 @@
 //! Strings that repeat (verbs, users, namespaces, resources, names, user
 //! agents, source addresses, stages, levels) are stored once per partition in
 //! `dict` and referenced by id, and each distinct list of groups once in
-//! `group_sets`: the indexes hold small integers, the rows stay short, and a
-//! filter on a value the partition never saw is answered without reading the
-//! events table at all.
+//! `group_sets`.
 //!
-//! `events` holds one row per audit event and stage: the time, `auditID`, the
-//! header fields as ids, the response code, and the whole event as
-//! zstd-compressed JSON. Audit events are small (about 1 KB) and alike, which
-//! zstd compresses poorly one by one (about 1.8 times) and well with a
-//! dictionary: each partition trains one (`zstd_dictionaries`) on its first
-//! events and compresses the rest with it; `dictionary` names the one a row
-//! needs (NULL: none).
+//! Events are stored many to a row ([`super::block`]): `blocks` holds up to
+//! [`super::block::BLOCK_EVENTS`] events' header fields as compressed columns
+//! (ids into `dict`), their time range, and where their text is: `frames`
+//! holds the events' JSON, zstd-compressed a few hundred at a time (alike
+//! events compress about ten times together, under two times one by one).
 //!
-//! `UNIQUE (time, audit_id, stage)` makes a replay after a crash store nothing
-//! twice (`INSERT OR IGNORE`): a replayed event is the same text, so it has the
-//! same time. The time leads the key so that inserts, which come roughly in
-//! time order, append to the index; an index on the random `auditID` first made
-//! every batch rewrite pages all over the index (ingest fell to 5,000 events/s
-//! at a million events). The same index serves time ranges. The columns a query filters on are
-//! indexed together with the time, so a filter reads its matches newest first
-//! from the index. `level`, `stage` and `subresource` are stored but not indexed:
-//! they take a handful of values, an index on them would not narrow a search.
+//! `postings` is the index: one row per distinct value of a searched field
+//! (user, groups, verb, resource, namespace, name, code, source address) per
+//! block, so a filter reads the blocks that hold its value and no other. An
+//! index entry per event and field made writing ten times slower (each event
+//! was a row and ten index entries); a block of two thousand events has a few
+//! hundred postings.
+//!
+//! A block also keeps its events' `auditID`s (last, so that a query, which
+//! reads the header, never reads them): with the time and stage they make the
+//! key that tells a replayed event from a new one ([`super::writer`]).
 //!
 //! `alerts` holds the alerts raised by detection, with their rule, priority,
 //! namespace and user, the rendered output and the alert's JSON; `UNIQUE (time,
@@ -35,7 +32,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 /// The schema version written to `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// How long a statement waits for a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,39 +46,26 @@ CREATE TABLE IF NOT EXISTS group_sets (
     id INTEGER PRIMARY KEY,
     groups TEXT NOT NULL UNIQUE
 );
-CREATE TABLE IF NOT EXISTS events (
+CREATE TABLE IF NOT EXISTS blocks (
     id INTEGER PRIMARY KEY,
-    time INTEGER NOT NULL,
-    audit_id TEXT NOT NULL,
-    stage INTEGER NOT NULL,
-    level INTEGER,
-    verb INTEGER NOT NULL,
-    user INTEGER NOT NULL,
-    groups INTEGER,
-    resource INTEGER,
-    subresource INTEGER,
-    namespace INTEGER,
-    name INTEGER,
-    code INTEGER,
-    source_ip INTEGER,
-    user_agent INTEGER,
-    dictionary INTEGER,
-    event BLOB NOT NULL
+    time_min INTEGER NOT NULL,
+    time_max INTEGER NOT NULL,
+    events INTEGER NOT NULL,
+    first_frame INTEGER NOT NULL,
+    header BLOB NOT NULL,
+    audit_ids BLOB NOT NULL
 );
-CREATE TABLE IF NOT EXISTS zstd_dictionaries (
+CREATE INDEX IF NOT EXISTS blocks_time_max ON blocks (time_max);
+CREATE TABLE IF NOT EXISTS frames (
     id INTEGER PRIMARY KEY,
-    dictionary BLOB NOT NULL
+    data BLOB NOT NULL
 );
-CREATE UNIQUE INDEX IF NOT EXISTS events_time_audit_id_stage ON events (time, audit_id, stage);
-CREATE INDEX IF NOT EXISTS events_user ON events (user, time);
-CREATE INDEX IF NOT EXISTS events_groups ON events (groups, time);
-CREATE INDEX IF NOT EXISTS events_verb ON events (verb, time);
-CREATE INDEX IF NOT EXISTS events_resource ON events (resource, time);
-CREATE INDEX IF NOT EXISTS events_namespace ON events (namespace, time);
-CREATE INDEX IF NOT EXISTS events_name ON events (name, time);
-CREATE INDEX IF NOT EXISTS events_code ON events (code, time);
-CREATE INDEX IF NOT EXISTS events_source_ip ON events (source_ip, time);
-CREATE INDEX IF NOT EXISTS events_user_agent ON events (user_agent, time);
+CREATE TABLE IF NOT EXISTS postings (
+    field INTEGER NOT NULL,
+    value INTEGER NOT NULL,
+    block INTEGER NOT NULL,
+    PRIMARY KEY (field, value, block)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS alerts (
     id INTEGER PRIMARY KEY,
     time INTEGER NOT NULL,

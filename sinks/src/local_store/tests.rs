@@ -183,3 +183,55 @@ fn a_partition_still_being_created_reads_as_empty() {
     assert_eq!(all_events(&mut store, &EventFilter::default()), ["a"]);
     assert!(store.errors.is_empty(), "{:?}", store.errors.len());
 }
+
+fn at(id: &str, time: &str) -> Event {
+    audit(id, "ResponseComplete", time, "get", "alice", "default")
+}
+
+#[test]
+fn replays_are_recognised_after_a_restart_within_a_batch_and_late() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut writer = Writer::new(dir.path().to_path_buf(), 90, 1).unwrap();
+    let first = vec![
+        at("a", "2026-11-24T10:00:00Z"),
+        at("b", "2026-11-24T10:00:01Z"),
+    ];
+    assert_eq!(writer.write(&first, now()).unwrap().stored, 2);
+    writer.close();
+    drop(writer);
+    // A restart forgets the window: the replayed events are found in the blocks.
+    let mut writer = Writer::new(dir.path().to_path_buf(), 90, 1).unwrap();
+    let replay = vec![
+        at("b", "2026-11-24T10:00:01Z"),
+        at("c", "2026-11-24T10:00:02Z"),
+        at("c", "2026-11-24T10:00:02Z"),
+        // Earlier than what is stored, and new: stored.
+        at("late", "2026-11-24T09:00:00Z"),
+        // The same auditID at another time is another event.
+        at("a", "2026-11-24T10:00:03Z"),
+    ];
+    let summary = writer.write(&replay, now()).unwrap();
+    assert_eq!((summary.stored, summary.duplicates), (3, 2));
+    // And again, from the window this time.
+    let summary = writer.write(&replay, now()).unwrap();
+    assert_eq!((summary.stored, summary.duplicates), (0, 5));
+    writer.close();
+    let mut store = Store::open(dir.path()).unwrap();
+    assert_eq!(
+        all_events(&mut store, &EventFilter::default()),
+        ["a", "c", "b", "a", "late"]
+    );
+}
+
+#[test]
+fn a_second_writer_of_the_same_store_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = Writer::new(dir.path().to_path_buf(), 90, 1).unwrap();
+    let Err(error) = Writer::new(dir.path().to_path_buf(), 90, 1) else {
+        panic!("a second writer was let in");
+    };
+    assert!(
+        format!("{error:#}").contains("two processes must not write one local_store"),
+        "{error:#}"
+    );
+}

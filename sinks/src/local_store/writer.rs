@@ -7,16 +7,19 @@
 //! A few partitions stay open (events around midnight, late arrivals); the
 //! least recently used one is closed when another is needed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use auditflow_core::dir_lock::lock_directory;
 use auditflow_core::event::{Alert, AuditEvent, Event, Payload};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rustc_hash::FxHashMap;
 
-use super::codec::PartitionEncoder;
+use super::block::{self, code_value, Column, Entry, ABSENT, BLOCK_EVENTS, COLUMNS, FRAME_EVENTS};
 use super::partition::{self, parse_micros, Day, MICROS_PER_DAY};
 use super::schema;
+use super::seen::{Key, Seen};
 
 /// How many partitions stay open at most.
 const MAX_OPEN_PARTITIONS: usize = 3;
@@ -39,14 +42,15 @@ pub struct WriteSummary {
 /// An open partition and its string caches (complete: loaded when it was opened).
 struct OpenPartition {
     connection: Connection,
-    dict: HashMap<String, i64>,
-    group_sets: HashMap<String, i64>,
-    encoder: PartitionEncoder,
+    dict: FxHashMap<String, u32>,
+    group_sets: FxHashMap<String, u32>,
+    next_frame: i64,
+    seen: Seen,
     last_used: u64,
 }
 
 impl OpenPartition {
-    fn open(path: &Path, compression_level: i32) -> anyhow::Result<OpenPartition> {
+    fn open(path: &Path) -> anyhow::Result<OpenPartition> {
         let connection = schema::open_for_writing(path).with_context(|| {
             format!(
                 "cannot open the store partition {}: move the file away if it is damaged",
@@ -55,12 +59,17 @@ impl OpenPartition {
         })?;
         let dict = load_map(&connection, "SELECT value, id FROM dict")?;
         let group_sets = load_map(&connection, "SELECT groups, id FROM group_sets")?;
-        let encoder = PartitionEncoder::load(&connection, compression_level)?;
+        let next_frame =
+            connection.query_row("SELECT coalesce(max(id), 0) + 1 FROM frames", [], |row| {
+                row.get(0)
+            })?;
+        let seen = Seen::open(&connection)?;
         Ok(OpenPartition {
             connection,
             dict,
             group_sets,
-            encoder,
+            next_frame,
+            seen,
             last_used: 0,
         })
     }
@@ -74,7 +83,7 @@ impl OpenPartition {
     }
 }
 
-fn load_map(connection: &Connection, sql: &str) -> rusqlite::Result<HashMap<String, i64>> {
+fn load_map(connection: &Connection, sql: &str) -> rusqlite::Result<FxHashMap<String, u32>> {
     let mut statement = connection.prepare(sql)?;
     let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
     rows.collect()
@@ -86,8 +95,10 @@ pub struct Writer {
     retention_days: u32,
     open: BTreeMap<Day, OpenPartition>,
     uses: u64,
-    compression_level: i32,
+    compressor: zstd::bulk::Compressor<'static>,
     scratch: Vec<u8>,
+    /// Held while the writer exists: one process writes a store.
+    _lock: std::fs::File,
 }
 
 /// One item of a batch, with the day it belongs to.
@@ -101,13 +112,19 @@ impl Writer {
     pub fn new(dir: PathBuf, retention_days: u32, compression_level: i32) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create the store directory {}", dir.display()))?;
+        let lock = lock_directory(
+            &dir,
+            "two processes must not write one local_store: stop the other one or give this one its own data_dir",
+        )?;
         Ok(Writer {
             dir,
             retention_days,
             open: BTreeMap::new(),
             uses: 0,
-            compression_level,
+            compressor: zstd::bulk::Compressor::new(compression_level)
+                .context("cannot set up the zstd compressor")?,
             scratch: Vec::new(),
+            _lock: lock,
         })
     }
 
@@ -156,7 +173,12 @@ impl Writer {
     ) -> anyhow::Result<()> {
         let path = partition::path_of(&self.dir, day);
         let mut partition = self.take_partition(day, &path)?;
-        let written = insert_items(&mut partition, items, &mut self.scratch);
+        let written = insert_items(
+            &mut partition,
+            items,
+            &mut self.compressor,
+            &mut self.scratch,
+        );
         match written {
             Ok(day_summary) => {
                 summary.stored += day_summary.stored;
@@ -179,7 +201,7 @@ impl Writer {
                 while self.open.len() >= MAX_OPEN_PARTITIONS {
                     self.close_least_recently_used();
                 }
-                OpenPartition::open(path, self.compression_level)?
+                OpenPartition::open(path)?
             }
         };
         partition.last_used = self.uses;
@@ -260,65 +282,314 @@ fn event_time(event: &AuditEvent, now_micros: i64) -> i64 {
 fn insert_items(
     partition: &mut OpenPartition,
     items: &[Item<'_>],
+    compressor: &mut zstd::bulk::Compressor<'static>,
     scratch: &mut Vec<u8>,
 ) -> anyhow::Result<WriteSummary> {
     let OpenPartition {
         connection,
         dict,
         group_sets,
-        encoder,
+        next_frame,
+        seen,
         ..
     } = partition;
-    let transaction = connection.transaction()?;
-    if encoder.wants_samples() {
-        for item in items {
-            if let Item::Audit(event, _) = item {
-                encoder.add_sample(event.as_json().as_bytes());
-            }
+    let mut events = Vec::with_capacity(items.len());
+    let mut alerts = Vec::new();
+    for item in items {
+        match item {
+            Item::Audit(event, time) => events.push((*event, *time)),
+            Item::Alert(alert, time) => alerts.push((*alert, *time)),
         }
-        encoder.train_if_ready(&transaction)?;
     }
+    let transaction = connection.transaction()?;
     let mut summary = WriteSummary::default();
-    {
+    for (alert, time) in alerts {
+        scratch.clear();
+        alert.write_json(scratch)?;
+        summary.bytes += scratch.len();
+        summary.count(insert_alert(&transaction, alert, time, scratch)?);
+    }
+    // The events' frames are compressed on a second thread while this one
+    // finds which events are new; a block holding a replayed event is
+    // compressed again without it (replays are rare).
+    let (compressed, entries) = std::thread::scope(|scope| {
+        let compressing = scope.spawn(|| compress_blocks(compressor, &events));
         let mut strings = Interner {
             transaction: &transaction,
             dict,
             group_sets,
         };
-        for item in items {
-            let inserted = match item {
-                Item::Audit(event, time) => {
-                    let compressed = encoder.compress(event.as_json().as_bytes())?;
-                    summary.bytes += compressed.0.len();
-                    insert_event(&transaction, &mut strings, event, *time, compressed)?
-                }
-                Item::Alert(alert, time) => {
-                    scratch.clear();
-                    alert.write_json(scratch)?;
-                    summary.bytes += scratch.len();
-                    insert_alert(&transaction, alert, *time, scratch)?
-                }
-            };
-            if inserted {
-                summary.stored += 1;
-            } else {
-                summary.duplicates += 1;
-            }
+        let entries = new_entries(&transaction, &mut strings, seen, &events);
+        let compressed = compressing
+            .join()
+            .map_err(|_| anyhow::anyhow!("the local_store compression thread failed"));
+        (compressed, entries)
+    });
+    let (compressed, entries) = (compressed??, entries?);
+    let mut blocks = BlockWriter {
+        transaction: &transaction,
+        compressor,
+        scratch,
+        next_frame,
+    };
+    let candidates = events
+        .chunks(BLOCK_EVENTS)
+        .zip(entries.chunks(BLOCK_EVENTS));
+    for ((events, entries), frames) in candidates.zip(compressed) {
+        let new: Vec<(&AuditEvent, Entry)> = events
+            .iter()
+            .zip(entries)
+            .filter_map(|((event, _), entry)| entry.map(|entry| (*event, entry)))
+            .collect();
+        summary.stored += new.len();
+        summary.duplicates += events.len() - new.len();
+        if new.is_empty() {
+            continue;
         }
+        let frames = if new.len() == events.len() {
+            frames
+        } else {
+            compress_frames(
+                blocks.compressor,
+                blocks.scratch,
+                new.iter().map(|(event, _)| *event),
+            )?
+        };
+        summary.bytes += blocks.insert(&new, frames)?;
     }
     transaction.commit()?;
+    let new_keys = events
+        .iter()
+        .zip(&entries)
+        .filter_map(|((event, _), entry)| entry.map(|entry| key_of(event, &entry)));
+    seen.remember(new_keys);
     Ok(summary)
+}
+
+impl WriteSummary {
+    fn count(&mut self, inserted: bool) {
+        if inserted {
+            self.stored += 1;
+        } else {
+            self.duplicates += 1;
+        }
+    }
+}
+
+/// The block entries of `events`, `None` for those stored already (a replay).
+fn new_entries(
+    transaction: &Transaction<'_>,
+    strings: &mut Interner<'_>,
+    seen: &Seen,
+    events: &[(&AuditEvent, i64)],
+) -> anyhow::Result<Vec<Option<Entry>>> {
+    let mut entries = Vec::with_capacity(events.len());
+    for (event, time) in events {
+        entries.push(block_entry(strings, event, *time)?);
+    }
+    let keys: Vec<Key<'_>> = events
+        .iter()
+        .zip(&entries)
+        .map(|((event, _), entry)| key_of(event, entry))
+        .collect();
+    let stored = seen
+        .stored(transaction, &keys)
+        .map_err(anyhow::Error::msg)?;
+    Ok(entries
+        .into_iter()
+        .zip(stored)
+        .map(|(entry, stored)| (!stored).then_some(entry))
+        .collect())
+}
+
+/// The key an event is stored once under.
+fn key_of<'a>(event: &'a AuditEvent, entry: &Entry) -> Key<'a> {
+    Key {
+        time: entry.time,
+        stage: entry.value(Column::Stage),
+        audit_id: &event.header().audit_id,
+    }
+}
+
+/// The compressed frames of each block of `events` ([`BLOCK_EVENTS`] events a block).
+fn compress_blocks(
+    compressor: &mut zstd::bulk::Compressor<'static>,
+    events: &[(&AuditEvent, i64)],
+) -> std::io::Result<Vec<Vec<Vec<u8>>>> {
+    let mut scratch = Vec::new();
+    events
+        .chunks(BLOCK_EVENTS)
+        .map(|block| {
+            compress_frames(
+                compressor,
+                &mut scratch,
+                block.iter().map(|(event, _)| *event),
+            )
+        })
+        .collect()
+}
+
+/// The events of one block compressed in frames of [`FRAME_EVENTS`] events.
+fn compress_frames<'a>(
+    compressor: &mut zstd::bulk::Compressor<'static>,
+    scratch: &mut Vec<u8>,
+    events: impl Iterator<Item = &'a AuditEvent>,
+) -> std::io::Result<Vec<Vec<u8>>> {
+    let mut frames = Vec::new();
+    let mut in_frame = 0;
+    scratch.clear();
+    for event in events {
+        scratch.extend_from_slice(event.as_json().as_bytes());
+        in_frame += 1;
+        if in_frame == FRAME_EVENTS {
+            frames.push(compressor.compress(scratch)?);
+            scratch.clear();
+            in_frame = 0;
+        }
+    }
+    if in_frame > 0 {
+        frames.push(compressor.compress(scratch)?);
+    }
+    Ok(frames)
+}
+
+/// The block entry of an audit event: its time and header fields as ids.
+fn block_entry(
+    strings: &mut Interner<'_>,
+    event: &AuditEvent,
+    time: i64,
+) -> rusqlite::Result<Entry> {
+    let header = event.header();
+    let object = header.object_ref.as_ref();
+    let field =
+        |get: fn(&auditflow_core::event::ObjectReference) -> Option<&str>| object.and_then(get);
+    let mut values = [ABSENT; COLUMNS];
+    let mut set = |column: Column, value: u32| values[column.index()] = value;
+    set(Column::Stage, strings.string(header.stage.as_str())?);
+    set(
+        Column::Level,
+        strings.optional(header.level.map(|level| level.as_str()))?,
+    );
+    set(Column::Verb, strings.string(&header.verb)?);
+    set(Column::User, strings.string(&header.user.username)?);
+    set(Column::Groups, strings.groups(&header.user.groups)?);
+    set(
+        Column::Resource,
+        strings.optional(field(|o| o.resource.as_deref()))?,
+    );
+    set(
+        Column::Subresource,
+        strings.optional(field(|o| o.subresource.as_deref()))?,
+    );
+    set(
+        Column::Namespace,
+        strings.optional(field(|o| o.namespace.as_deref()))?,
+    );
+    set(
+        Column::Name,
+        strings.optional(field(|o| o.name.as_deref()))?,
+    );
+    set(Column::Code, code_value(header.response_code()));
+    set(
+        Column::SourceIp,
+        strings.optional(header.source_ips.first().map(String::as_str))?,
+    );
+    set(
+        Column::UserAgent,
+        strings.optional(header.user_agent.as_deref())?,
+    );
+    let length = u32::try_from(event.as_json().len()).unwrap_or(u32::MAX);
+    Ok(Entry {
+        time,
+        values,
+        length,
+    })
+}
+
+/// Writes blocks of new events: their frames, header and postings.
+struct BlockWriter<'t> {
+    transaction: &'t Transaction<'t>,
+    compressor: &'t mut zstd::bulk::Compressor<'static>,
+    scratch: &'t mut Vec<u8>,
+    next_frame: &'t mut i64,
+}
+
+impl BlockWriter<'_> {
+    /// Inserts one block and its compressed frames; returns the compressed bytes written.
+    fn insert(
+        &mut self,
+        events: &[(&AuditEvent, Entry)],
+        frames: Vec<Vec<u8>>,
+    ) -> anyhow::Result<usize> {
+        let first_frame = *self.next_frame;
+        let mut bytes = 0;
+        for frame in frames {
+            bytes += frame.len();
+            self.transaction
+                .prepare_cached("INSERT INTO frames (id, data) VALUES (?1, ?2)")?
+                .execute(params![*self.next_frame, frame])?;
+            *self.next_frame += 1;
+        }
+        let entries: Vec<Entry> = events.iter().map(|(_, entry)| *entry).collect();
+        let header = block::encode_header(&entries)?;
+        let audit_ids = block::encode_audit_ids(
+            events
+                .iter()
+                .map(|(event, _)| event.header().audit_id.as_str()),
+        );
+        bytes += header.len() + audit_ids.len();
+        let time_min = entries.iter().map(|entry| entry.time).min().unwrap_or(0);
+        let time_max = entries.iter().map(|entry| entry.time).max().unwrap_or(0);
+        self.transaction
+            .prepare_cached(
+                "INSERT INTO blocks (time_min, time_max, events, first_frame, header, audit_ids) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                time_min,
+                time_max,
+                entries.len(),
+                first_frame,
+                header,
+                audit_ids
+            ])?;
+        let block = self.transaction.last_insert_rowid();
+        self.insert_postings(block, &entries)?;
+        Ok(bytes)
+    }
+
+    /// One posting per distinct value of each searched column in the block.
+    fn insert_postings(&mut self, block: i64, entries: &[Entry]) -> rusqlite::Result<()> {
+        let mut postings: Vec<(usize, u32)> = entries
+            .iter()
+            .flat_map(|entry| {
+                Column::SEARCHED
+                    .into_iter()
+                    .map(|column| (column.index(), entry.value(column)))
+            })
+            .filter(|(_, value)| *value != ABSENT)
+            .collect();
+        postings.sort_unstable();
+        postings.dedup();
+        let mut statement = self
+            .transaction
+            .prepare_cached("INSERT INTO postings (field, value, block) VALUES (?1, ?2, ?3)")?;
+        for (field, value) in postings {
+            statement.execute(params![field, value, block])?;
+        }
+        Ok(())
+    }
 }
 
 /// Looks up (or adds) the ids of strings and group lists within a transaction.
 struct Interner<'t> {
     transaction: &'t Transaction<'t>,
-    dict: &'t mut HashMap<String, i64>,
-    group_sets: &'t mut HashMap<String, i64>,
+    dict: &'t mut FxHashMap<String, u32>,
+    group_sets: &'t mut FxHashMap<String, u32>,
 }
 
 impl Interner<'_> {
-    fn string(&mut self, value: &str) -> rusqlite::Result<i64> {
+    fn string(&mut self, value: &str) -> rusqlite::Result<u32> {
         if let Some(id) = self.dict.get(value) {
             return Ok(*id);
         }
@@ -332,17 +603,17 @@ impl Interner<'_> {
         Ok(id)
     }
 
-    fn optional(&mut self, value: Option<&str>) -> rusqlite::Result<Option<i64>> {
-        value.map(|value| self.string(value)).transpose()
+    fn optional(&mut self, value: Option<&str>) -> rusqlite::Result<u32> {
+        value.map_or(Ok(ABSENT), |value| self.string(value))
     }
 
-    fn groups(&mut self, groups: &[String]) -> rusqlite::Result<Option<i64>> {
+    fn groups(&mut self, groups: &[String]) -> rusqlite::Result<u32> {
         if groups.is_empty() {
-            return Ok(None);
+            return Ok(ABSENT);
         }
         let joined = groups.join("\n");
         if let Some(id) = self.group_sets.get(&joined) {
-            return Ok(Some(*id));
+            return Ok(*id);
         }
         let id = intern(
             self.transaction,
@@ -351,7 +622,7 @@ impl Interner<'_> {
             &joined,
         )?;
         self.group_sets.insert(joined, id);
-        Ok(Some(id))
+        Ok(id)
     }
 }
 
@@ -361,53 +632,13 @@ fn intern(
     insert: &str,
     select: &str,
     value: &str,
-) -> rusqlite::Result<i64> {
+) -> rusqlite::Result<u32> {
     transaction.prepare_cached(insert)?.execute([value])?;
     transaction
         .prepare_cached(select)?
         .query_row([value], |row| row.get(0))
         .optional()?
         .ok_or(rusqlite::Error::QueryReturnedNoRows)
-}
-
-/// Inserts an audit event; `false` when it was stored already.
-fn insert_event(
-    transaction: &Transaction<'_>,
-    strings: &mut Interner<'_>,
-    event: &AuditEvent,
-    time: i64,
-    (compressed, dictionary): (Vec<u8>, Option<i64>),
-) -> rusqlite::Result<bool> {
-    let header = event.header();
-    let object = header.object_ref.as_ref();
-    let field =
-        |get: fn(&auditflow_core::event::ObjectReference) -> Option<&str>| object.and_then(get);
-    let row = params![
-        time,
-        header.audit_id,
-        strings.string(header.stage.as_str())?,
-        strings.optional(header.level.map(|level| level.as_str()))?,
-        strings.string(&header.verb)?,
-        strings.string(&header.user.username)?,
-        strings.groups(&header.user.groups)?,
-        strings.optional(field(|o| o.resource.as_deref()))?,
-        strings.optional(field(|o| o.subresource.as_deref()))?,
-        strings.optional(field(|o| o.namespace.as_deref()))?,
-        strings.optional(field(|o| o.name.as_deref()))?,
-        header.response_code(),
-        strings.optional(header.source_ips.first().map(String::as_str))?,
-        strings.optional(header.user_agent.as_deref())?,
-        dictionary,
-        compressed,
-    ];
-    let changed = transaction
-        .prepare_cached(
-            "INSERT OR IGNORE INTO events (time, audit_id, stage, level, verb, user, groups, \
-             resource, subresource, namespace, name, code, source_ip, user_agent, dictionary, event) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-        )?
-        .execute(row)?;
-    Ok(changed == 1)
 }
 
 /// Inserts an alert; `false` when it was stored already.

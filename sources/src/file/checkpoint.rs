@@ -11,11 +11,12 @@
 //! two processes cannot move the same checkpoints; the kernel releases the lock
 //! when a process dies, even by `kill -9`.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use auditflow_core::dir_lock::lock_directory;
 use serde::{Deserialize, Serialize};
 
 use super::fingerprint::Fingerprint;
@@ -61,7 +62,10 @@ impl CheckpointStore {
                 dir.display()
             )
         })?;
-        let lock = lock(&dir)?;
+        let lock = lock_directory(
+            &dir,
+            "two processes must not share a file source's checkpoints: stop the other one or give this one its own data_dir",
+        )?;
         Ok(CheckpointStore {
             path: dir.join("checkpoints.json"),
             temporary: dir.join("checkpoints.json.tmp"),
@@ -118,30 +122,6 @@ impl CheckpointStore {
         drop(temporary);
         fs::rename(&self.temporary, &self.path)?;
         File::open(&self.dir)?.sync_all()
-    }
-}
-
-fn lock(dir: &Path) -> anyhow::Result<File> {
-    let path = dir.join("lock");
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| {
-            format!(
-                "cannot open the lock file {}; make data_dir writable",
-                path.display()
-            )
-        })?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(fs::TryLockError::WouldBlock) => anyhow::bail!(
-            "{} is locked by another running auditflow; two processes must not share a file source's checkpoints: stop the other one or give this one its own data_dir",
-            path.display()
-        ),
-        Err(fs::TryLockError::Error(error)) => Err(error)
-            .with_context(|| format!("cannot lock {}", path.display())),
     }
 }
 

@@ -360,13 +360,13 @@ mod tests {
         let audit: Vec<&auditflow_core::event::AuditEvent> =
             events.iter().filter_map(Event::as_audit).collect();
         assert_eq!(audit.len(), 2);
-        assert_eq!(audit[0].header().audit_id, "été");
+        assert_eq!(audit[0].header().audit_id(), "été");
         assert_eq!(audit[0].as_json(), first);
         assert_eq!(
             audit[0].request_object(),
             Some(r#"{"note":"caf\u00e9 \"ünï\" [ ] { }","items":[[{}]]}"#)
         );
-        assert_eq!(audit[1].header().user.username, "a\\b");
+        assert_eq!(audit[1].header().user().username(), "a\\b");
         assert_eq!(audit[1].as_json(), second, "made one line again");
     }
 

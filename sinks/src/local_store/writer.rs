@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use auditflow_core::event::{Alert, AuditEvent, Event, Payload};
+use auditflow_core::event::{Alert, AuditEvent, Event, Payload, TextList};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::codec::PartitionEncoder;
@@ -250,11 +250,14 @@ impl Item<'_> {
 /// was received, else now (an event without either is kept, not lost).
 fn event_time(event: &AuditEvent, now_micros: i64) -> i64 {
     let header = event.header();
-    [&header.stage_timestamp, &header.request_received_timestamp]
-        .into_iter()
-        .flatten()
-        .find_map(|timestamp| parse_micros(timestamp))
-        .unwrap_or(now_micros)
+    [
+        header.stage_timestamp(),
+        header.request_received_timestamp(),
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(parse_micros)
+    .unwrap_or(now_micros)
 }
 
 fn insert_items(
@@ -336,7 +339,7 @@ impl Interner<'_> {
         value.map(|value| self.string(value)).transpose()
     }
 
-    fn groups(&mut self, groups: &[String]) -> rusqlite::Result<Option<i64>> {
+    fn groups(&mut self, groups: TextList<'_>) -> rusqlite::Result<Option<i64>> {
         if groups.is_empty() {
             return Ok(None);
         }
@@ -379,24 +382,25 @@ fn insert_event(
     (compressed, dictionary): (Vec<u8>, Option<i64>),
 ) -> rusqlite::Result<bool> {
     let header = event.header();
-    let object = header.object_ref.as_ref();
-    let field =
-        |get: fn(&auditflow_core::event::ObjectReference) -> Option<&str>| object.and_then(get);
+    let object = header.object_ref();
+    let field = |get: for<'a> fn(auditflow_core::event::ObjectReference<'a>) -> Option<&'a str>| {
+        object.and_then(get)
+    };
     let row = params![
         time,
-        header.audit_id,
-        strings.string(header.stage.as_str())?,
-        strings.optional(header.level.map(|level| level.as_str()))?,
-        strings.string(&header.verb)?,
-        strings.string(&header.user.username)?,
-        strings.groups(&header.user.groups)?,
-        strings.optional(field(|o| o.resource.as_deref()))?,
-        strings.optional(field(|o| o.subresource.as_deref()))?,
-        strings.optional(field(|o| o.namespace.as_deref()))?,
-        strings.optional(field(|o| o.name.as_deref()))?,
+        header.audit_id(),
+        strings.string(header.stage().as_str())?,
+        strings.optional(header.level().map(|level| level.as_str()))?,
+        strings.string(header.verb())?,
+        strings.string(header.user().username())?,
+        strings.groups(header.user().groups())?,
+        strings.optional(field(|o| o.resource()))?,
+        strings.optional(field(|o| o.subresource()))?,
+        strings.optional(field(|o| o.namespace()))?,
+        strings.optional(field(|o| o.name()))?,
         header.response_code(),
-        strings.optional(header.source_ips.first().map(String::as_str))?,
-        strings.optional(header.user_agent.as_deref())?,
+        strings.optional(header.source_ips().first())?,
+        strings.optional(header.user_agent())?,
         dictionary,
         compressed,
     ];

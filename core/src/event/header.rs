@@ -1,22 +1,27 @@
 //! The typed header of an audit event, kept as places in the event's own text.
 //!
-//! Decoding does not copy the header's strings out of the event: a string
-//! written without escapes (nearly all of them) is kept as its byte range in
-//! the event's text, and only a string with escapes (`\"`, `\u00e9`) is kept
-//! as its own unescaped copy (see [`Text`]). [`AuditHeader`] and the views it
+//! Decoding does not copy the header's strings out of the event: a string is
+//! kept as its byte range in the event's text; one with escapes (`\"`,
+//! `\u00e9`) is resolved into its own copy the first time it is read (see
+//! [`Text`]). [`AuditHeader`] and the views it
 //! hands out ([`UserInfo`], [`ObjectReference`], [`ResponseStatus`],
 //! [`TextList`]) pair these places with the text and give plain `&str`s.
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use super::audit::{Level, Stage};
+use super::scan::unescape;
 
-/// One string of the header: a range of the event's text, or an unescaped copy.
+/// One string of the header: a range of the event's text, or its own copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Text {
     /// The string's contents are the text's bytes `start..end`, as written.
     Span(u32, u32),
-    /// The string had escapes (or lies beyond 4 GiB): its resolved contents.
+    /// The contents at `start..end` hold escapes (checked when read): they
+    /// are resolved the first time the string is asked for, and kept.
+    Escaped(u32, u32, OnceLock<Box<str>>),
+    /// The string's resolved contents (after an edit, or beyond 4 GiB of text).
     Owned(Box<str>),
 }
 
@@ -24,7 +29,12 @@ impl Text {
     /// The string, given the text of the event it was read from.
     pub(super) fn get<'a>(&'a self, text: &'a str) -> &'a str {
         match self {
-            Text::Span(start, end) => text.get(*start as usize..*end as usize).unwrap_or_default(),
+            Text::Span(start, end) => span(text, *start, *end),
+            Text::Escaped(start, end, resolved) => resolved.get_or_init(|| {
+                unescape(span(text, *start, *end))
+                    .unwrap_or_default()
+                    .into_boxed_str()
+            }),
             Text::Owned(value) => value,
         }
     }
@@ -32,10 +42,14 @@ impl Text {
     /// The same string kept as its own copy, independent of the event's text.
     pub(super) fn detached(&self, text: &str) -> Text {
         match self {
-            Text::Span(..) => Text::Owned(self.get(text).into()),
             Text::Owned(value) => Text::Owned(value.clone()),
+            _ => Text::Owned(self.get(text).into()),
         }
     }
+}
+
+fn span(text: &str, start: u32, end: u32) -> &str {
+    text.get(start as usize..end as usize).unwrap_or_default()
 }
 
 fn detach_all(list: &[Text], text: &str) -> Vec<Text> {

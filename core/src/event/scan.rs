@@ -11,6 +11,7 @@
 
 use std::borrow::Cow;
 use std::ops::Range;
+use std::sync::OnceLock;
 
 use indexmap::IndexMap;
 
@@ -148,29 +149,35 @@ const EVENT: Fields = Fields {
 };
 
 /// The number of an event field (its place in [`EVENT_FIELDS`]).
+///
+/// The length and one letter pick the only candidate, which is then compared
+/// in full: one comparison per key instead of a chain of them.
 fn event_field_number(name: &str) -> Option<usize> {
-    Some(match name {
-        "kind" => 0,
-        "apiVersion" => 1,
-        "items" => 2,
-        "auditID" => 3,
-        "stage" => 4,
-        "level" => 5,
-        "requestURI" => 6,
-        "verb" => 7,
-        "user" => 8,
-        "impersonatedUser" => 9,
-        "sourceIPs" => 10,
-        "userAgent" => 11,
-        "objectRef" => 12,
-        "responseStatus" => 13,
-        "requestReceivedTimestamp" => 14,
-        "stageTimestamp" => 15,
-        "annotations" => 16,
-        "requestObject" => 17,
-        "responseObject" => 18,
+    let bytes = name.as_bytes();
+    let first = bytes.first().copied().unwrap_or_default();
+    let candidate = match (bytes.len(), first) {
+        (4, b'k') => 0,
+        (10, b'a') => 1,
+        (5, b'i') => 2,
+        (7, b'a') => 3,
+        (5, b's') => 4,
+        (5, b'l') => 5,
+        (10, b'r') => 6,
+        (4, b'v') => 7,
+        (4, b'u') => 8,
+        (16, b'i') => 9,
+        (9, b's') => 10,
+        (9, b'u') => 11,
+        (9, b'o') => 12,
+        (14, b'r') if bytes.get(8) == Some(&b'S') => 13,
+        (24, b'r') => 14,
+        (14, b's') => 15,
+        (11, b'a') => 16,
+        (13, b'r') => 17,
+        (14, b'r') => 18,
         _ => return None,
-    })
+    };
+    (EVENT_FIELDS.get(candidate) == Some(&name)).then_some(candidate)
 }
 
 /// A key of an object, as written (escapes not yet resolved).
@@ -475,8 +482,9 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a string value (the reader is at its opening quote) as a [`Text`]:
-    /// its span if it has no escapes, its unescaped copy if it has; an escape
-    /// that is no character (a lone surrogate) spoils only the current event.
+    /// its span, marked as escaped if it has escapes (resolved when first
+    /// read); an escape that is no character (a lone surrogate) spoils only the
+    /// current event.
     fn text_string(&mut self) -> Read<Text> {
         self.pos += 1;
         let (range, escaped) = self.string_body()?;
@@ -486,18 +494,19 @@ impl<'a> Reader<'a> {
     /// The [`Text`] of string contents at `range` of the document.
     fn text_of(&self, range: Range<usize>, escaped: bool) -> Read<Text> {
         if escaped {
-            let raw = self.slice(range)?;
-            return Ok(unescape(raw)
-                .map(|value| Text::Owned(value.into_boxed_str()))
-                .map_err(|what| self.syntax(what)));
+            if let Err(what) = check_escapes(self.slice(range.clone())?) {
+                return Ok(Err(self.syntax(what)));
+            }
         }
         let span = (
             u32::try_from(range.start - self.base),
             u32::try_from(range.end - self.base),
         );
-        Ok(Ok(match span {
-            (Ok(start), Ok(end)) => Text::Span(start, end),
-            _ => Text::Owned(self.slice(range)?.into()),
+        Ok(Ok(match (span, escaped) {
+            ((Ok(start), Ok(end)), false) => Text::Span(start, end),
+            ((Ok(start), Ok(end)), true) => Text::Escaped(start, end, OnceLock::new()),
+            (_, false) => Text::Owned(self.slice(range)?.into()),
+            (_, true) => Text::Owned(unescape(self.slice(range)?).unwrap_or_default().into()),
         }))
     }
 
@@ -852,11 +861,28 @@ fn special_mask(word: u64) -> u64 {
 }
 
 /// Resolves the escapes of a JSON string's contents (already checked by the reader).
-fn unescape(raw: &str) -> Result<String, &'static str> {
+pub(super) fn unescape(raw: &str) -> Result<String, &'static str> {
     let mut out = String::with_capacity(raw.len());
+    walk_escapes(raw, |plain, ch| {
+        out.push_str(plain);
+        if let Some(ch) = ch {
+            out.push(ch);
+        }
+    })?;
+    Ok(out)
+}
+
+/// Checks that every escape of a JSON string's contents is a character, without resolving them.
+fn check_escapes(raw: &str) -> Result<(), &'static str> {
+    walk_escapes(raw, |_, _| {})
+}
+
+/// Walks a JSON string's contents: `step` gets each run of plain text and the
+/// character of the escape after it (`None` after the last run).
+fn walk_escapes(raw: &str, mut step: impl FnMut(&str, Option<char>)) -> Result<(), &'static str> {
     let mut rest = raw;
-    while let Some(at) = rest.find('\\') {
-        out.push_str(rest.get(..at).unwrap_or_default());
+    while let Some(at) = memchr::memchr(b'\\', rest.as_bytes()) {
+        let plain = rest.get(..at).unwrap_or_default();
         let escape = rest.get(at + 1..).unwrap_or_default();
         let (ch, used) = match escape.as_bytes().first() {
             Some(b'"') => ('"', 1),
@@ -870,11 +896,11 @@ fn unescape(raw: &str) -> Result<String, &'static str> {
             Some(b'u') => unicode_escape(escape)?,
             _ => return Err("invalid escape"),
         };
-        out.push(ch);
+        step(plain, Some(ch));
         rest = escape.get(used..).unwrap_or_default();
     }
-    out.push_str(rest);
-    Ok(out)
+    step(rest, None);
+    Ok(())
 }
 
 /// The character of a `uXXXX` escape (a surrogate pair takes two), and how many bytes it used.
@@ -970,6 +996,25 @@ mod tests {
             }
         }
         assert_eq!(find_special("héllo wörld, ünïcode\"".as_bytes()), Some(24));
+    }
+
+    #[test]
+    fn every_event_field_has_its_number_and_nothing_else_has_one() {
+        for (number, name) in EVENT_FIELDS.iter().enumerate() {
+            assert_eq!(event_field_number(name), Some(number), "{name}");
+        }
+        for other in [
+            "",
+            "k",
+            "kinD",
+            "Kind",
+            "responseStatuS",
+            "responseObjecT",
+            "metadata",
+            "verbs",
+        ] {
+            assert_eq!(event_field_number(other), None, "{other}");
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! `cargo bench -p auditflow-benches --bench codec`
 
 use auditflow_benches::sample_lines;
-use auditflow_core::event::{decode_document_owned, AuditEvent, Event, Payload};
+use auditflow_core::event::{decode_document_each, AuditEvent, Event, Payload};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::sync::Arc;
 
@@ -47,12 +47,13 @@ fn codec(c: &mut Criterion) {
             out.clear();
             for line in &lines {
                 let text = String::from_utf8(line.as_bytes().to_vec()).expect("UTF-8");
-                for event in decode_document_owned(text).expect("generated events decode") {
+                decode_document_each(text, |event| {
                     let event = event.expect("generated events decode");
                     let event = Event::new(Payload::Audit(Arc::new(event)), source_id.clone());
                     event.write_json(&mut out).expect("serialize");
                     out.push(b'\n');
-                }
+                })
+                .expect("generated events decode");
             }
             out.len()
         })

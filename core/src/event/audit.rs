@@ -141,17 +141,23 @@ pub fn decode_document(text: &str) -> Result<DecodedDocument, EventError> {
 ///
 /// On error the text is handed back, for the `errors` record.
 pub fn decode_document_owned(text: String) -> Result<DecodedDocument, (EventError, String)> {
-    match locate(&text) {
-        Ok(Located::Decoded(items)) => Ok(items),
-        Ok(Located::Single(parts)) => Ok(vec![Ok(parts.into_event(text))]),
-        Err(error) => Err((error, text)),
-    }
+    let mut items = Vec::new();
+    decode_document_each(text, |item| items.push(item))?;
+    Ok(items)
 }
 
-/// What [`locate`] found: events decoded already, or one event whose text can be kept as it is.
-enum Located {
-    Decoded(DecodedDocument),
-    Single(Box<Parts>),
+/// Like [`decode_document_owned`], handing each event (or bad list item) to
+/// `each` as it is decoded instead of collecting them.
+pub fn decode_document_each(
+    text: String,
+    mut each: impl FnMut(Result<AuditEvent, ItemError>),
+) -> Result<(), (EventError, String)> {
+    match locate(&text, &mut each) {
+        Ok(Some(parts)) => each(Ok(parts.into_event(text))),
+        Ok(None) => {}
+        Err(error) => return Err((error, text)),
+    }
+    Ok(())
 }
 
 /// What an event's text is parsed into: its header and where its bodies are.
@@ -184,16 +190,22 @@ impl Parts {
     }
 }
 
-fn locate(text: &str) -> Result<Located, EventError> {
+/// The parts of a single event whose text can be kept as it is; any other
+/// document (a list, text to trim or compact) is decoded and handed to `each`.
+fn locate(
+    text: &str,
+    each: &mut impl FnMut(Result<AuditEvent, ItemError>),
+) -> Result<Option<Parts>, EventError> {
     let wire = parse_wire(text)?;
     let kind = kind_of(&wire)?;
     if matches!(kind, DocumentKind::EventList)
         || needs_compacting(text)
         || text.trim().len() != text.len()
     {
-        return decode_wire(text, wire).map(Located::Decoded);
+        decode_wire(text, wire)?.into_iter().for_each(each);
+        return Ok(None);
     }
-    Ok(Located::Single(Box::new(Parts::of(wire)?)))
+    Ok(Some(Parts::of(wire)?))
 }
 
 fn decode_wire(text: &str, wire: Wire<'_>) -> Result<DecodedDocument, EventError> {

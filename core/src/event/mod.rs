@@ -24,8 +24,8 @@ use std::time::Instant;
 
 pub use alert::{Alert, Priority};
 pub use audit::{
-    decode_document, decode_document_owned, AuditEvent, AuditEventEdit, DecodedDocument, ItemError,
-    Level, Stage,
+    decode_document, decode_document_each, decode_document_owned, AuditEvent, AuditEventEdit,
+    DecodedDocument, ItemError, Level, Stage,
 };
 pub use header::{AuditHeader, ObjectReference, ResponseStatus, TextIter, TextList, UserInfo};
 pub use json::{compact_json, truncate_utf8};

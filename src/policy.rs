@@ -172,11 +172,11 @@ impl<W: Write> Explainer<'_, W> {
         let request = RequestAttributes::of(header);
         let decision = self.policy.decide(&request);
         let mut line = json!({
-            "auditID": header.audit_id,
-            "stage": header.stage.as_str(),
+            "auditID": header.audit_id(),
+            "stage": header.stage().as_str(),
             "level": decision.level.as_str(),
             "rule": decision.rule,
-            "omitted": decision.omits(&header.stage),
+            "omitted": decision.omits(header.stage()),
         });
         if self.why {
             let why: Vec<Value> = self

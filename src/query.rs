@@ -520,17 +520,17 @@ fn table_row(time: i64, event: &Event) -> Vec<String> {
         ],
         Payload::Audit(audit) => {
             let header = audit.header();
-            let object = header.object_ref.as_ref();
-            let resource = match object.and_then(|o| o.resource.as_deref()) {
-                Some(resource) => match object.and_then(|o| o.subresource.as_deref()) {
+            let object = header.object_ref();
+            let resource = match object.and_then(|o| o.resource()) {
+                Some(resource) => match object.and_then(|o| o.subresource()) {
                     Some(sub) => format!("{resource}/{sub}"),
                     None => resource.to_string(),
                 },
-                None => header.request_uri.clone(),
+                None => header.request_uri().to_string(),
             };
             let target = match (
-                object.and_then(|o| o.namespace.as_deref()),
-                object.and_then(|o| o.name.as_deref()),
+                object.and_then(|o| o.namespace()),
+                object.and_then(|o| o.name()),
             ) {
                 (Some(ns), Some(name)) => format!("{ns}/{name}"),
                 (Some(ns), None) => format!("{ns}/"),
@@ -542,8 +542,8 @@ fn table_row(time: i64, event: &Event) -> Vec<String> {
                 .map_or("-".to_string(), |c| c.to_string());
             vec![
                 time,
-                header.user.username.clone(),
-                header.verb.clone(),
+                header.user().username().to_string(),
+                header.verb().to_string(),
                 resource,
                 target,
                 code,

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 
 use auditflow_core::component::InputFailure;
-use auditflow_core::event::{decode_document_owned, DecodedDocument, Event, EventError, Payload};
+use auditflow_core::event::{
+    decode_document_each, decode_document_owned, Event, EventError, Payload,
+};
 
 use crate::framing::{DocumentAssembler, Frame, LineFramer};
 
@@ -186,9 +188,15 @@ pub fn decode_bytes(
     if text.trim().is_empty() {
         return;
     }
-    match decode_document_owned(text) {
-        Ok(items) => push_items(items, source_id, events, failures),
-        Err((error, text)) => failures.push(failure(&error, &text)),
+    let decoded = decode_document_each(text, |item| match item {
+        Ok(event) => events.push(Event::new(
+            Payload::Audit(Arc::new(event)),
+            source_id.clone(),
+        )),
+        Err(item) => failures.push(failure(&item.error, &item.input)),
+    });
+    if let Err((error, text)) = decoded {
+        failures.push(failure(&error, &text));
     }
 }
 
@@ -251,24 +259,6 @@ fn utf8_text(bytes: Vec<u8>) -> Result<String, InputFailure> {
         ),
         input: String::from_utf8_lossy(error.as_bytes()).into_owned(),
     })
-}
-
-/// Appends the events of a decoded document; its bad items become failures with their own text.
-fn push_items(
-    items: DecodedDocument,
-    source_id: &Arc<str>,
-    events: &mut Vec<Event>,
-    failures: &mut Vec<InputFailure>,
-) {
-    for item in items {
-        match item {
-            Ok(event) => events.push(Event::new(
-                Payload::Audit(Arc::new(event)),
-                source_id.clone(),
-            )),
-            Err(item) => failures.push(failure(&item.error, &item.input)),
-        }
-    }
 }
 
 fn failure(error: &EventError, input: &str) -> InputFailure {
@@ -360,13 +350,13 @@ mod tests {
         let audit: Vec<&auditflow_core::event::AuditEvent> =
             events.iter().filter_map(Event::as_audit).collect();
         assert_eq!(audit.len(), 2);
-        assert_eq!(audit[0].header().audit_id, "été");
+        assert_eq!(audit[0].header().audit_id(), "été");
         assert_eq!(audit[0].as_json(), first);
         assert_eq!(
             audit[0].request_object(),
             Some(r#"{"note":"caf\u00e9 \"ünï\" [ ] { }","items":[[{}]]}"#)
         );
-        assert_eq!(audit[1].header().user.username, "a\\b");
+        assert_eq!(audit[1].header().user().username(), "a\\b");
         assert_eq!(audit[1].as_json(), second, "made one line again");
     }
 

@@ -265,11 +265,11 @@ mod tests {
         let shifted = shift_event(&event, Duration::days(1)).unwrap();
         let header = shifted.header();
         assert_eq!(
-            header.stage_timestamp.as_deref(),
+            header.stage_timestamp(),
             Some("2026-11-25T14:31:09.009412Z")
         );
         assert_eq!(
-            header.request_received_timestamp.as_deref(),
+            header.request_received_timestamp(),
             Some("2026-11-25T14:31:09.000000Z")
         );
         let body: Value = serde_json::from_str(shifted.response_object().unwrap()).unwrap();

@@ -176,7 +176,7 @@ impl FieldExtractor for UriParamField {
         let Some(audit) = ctx.audit() else {
             return FieldRef::Missing;
         };
-        let uri = &audit.header().request_uri;
+        let uri = audit.header().request_uri();
         let Some((_, query)) = uri.split_once('?') else {
             return FieldRef::Missing;
         };
@@ -264,24 +264,18 @@ impl FieldExtractor for EventField {
             EventField::Time => FieldRef::One(Scalar::Str(std::borrow::Cow::Owned(
                 format_event_time(event_time(header)),
             ))),
-            EventField::ResponseReason => FieldRef::opt_str(
-                header
-                    .response_status
-                    .as_ref()
-                    .and_then(|status| status.reason.as_deref()),
-            ),
-            EventField::ConfigmapName => FieldRef::opt_str(
-                header
-                    .object_ref
-                    .as_ref()
-                    .and_then(|object| object.name.as_deref()),
-            ),
+            EventField::ResponseReason => {
+                FieldRef::opt_str(header.response_status().and_then(|status| status.reason()))
+            }
+            EventField::ConfigmapName => {
+                FieldRef::opt_str(header.object_ref().and_then(|object| object.name()))
+            }
         }
     }
 }
 
 /// The event time: its own timestamp, or now when it has none (as Falco stamps events it reads).
-pub fn event_time(header: &AuditHeader) -> chrono::DateTime<chrono::Utc> {
+pub fn event_time(header: AuditHeader<'_>) -> chrono::DateTime<chrono::Utc> {
     header.event_time().unwrap_or_else(chrono::Utc::now)
 }
 
@@ -410,36 +404,31 @@ impl FieldExtractor for HeaderField {
 }
 
 impl HeaderField {
-    fn read_header(self, header: &AuditHeader) -> FieldRef<'_> {
-        let object = header.object_ref.as_ref();
+    fn read_header(self, header: AuditHeader<'_>) -> FieldRef<'_> {
+        let object = header.object_ref();
         match self {
-            HeaderField::AuditId => non_empty(&header.audit_id),
-            HeaderField::Stage => FieldRef::str(header.stage.as_str()),
-            HeaderField::Verb => non_empty(&header.verb),
-            HeaderField::Uri => non_empty(&header.request_uri),
-            HeaderField::UserName => non_empty(&header.user.username),
-            HeaderField::UserGroups => FieldRef::Strs(&header.user.groups),
+            HeaderField::AuditId => non_empty(header.audit_id()),
+            HeaderField::Stage => FieldRef::str(header.stage().as_str()),
+            HeaderField::Verb => non_empty(header.verb()),
+            HeaderField::Uri => non_empty(header.request_uri()),
+            HeaderField::UserName => non_empty(header.user().username()),
+            HeaderField::UserGroups => FieldRef::Strs(header.user().groups()),
             HeaderField::ImpersonatedUserName => header
-                .impersonated_user
-                .as_ref()
-                .map_or(FieldRef::Missing, |user| non_empty(&user.username)),
-            HeaderField::TargetResource => {
-                FieldRef::opt_str(object.and_then(|o| o.resource.as_deref()))
-            }
+                .impersonated_user()
+                .map_or(FieldRef::Missing, |user| non_empty(user.username())),
+            HeaderField::TargetResource => FieldRef::opt_str(object.and_then(|o| o.resource())),
             HeaderField::TargetSubresource => {
-                FieldRef::opt_str(object.and_then(|o| o.subresource.as_deref()))
+                FieldRef::opt_str(object.and_then(|o| o.subresource()))
             }
-            HeaderField::TargetNamespace => {
-                FieldRef::opt_str(object.and_then(|o| o.namespace.as_deref()))
-            }
-            HeaderField::TargetName => FieldRef::opt_str(object.and_then(|o| o.name.as_deref())),
+            HeaderField::TargetNamespace => FieldRef::opt_str(object.and_then(|o| o.namespace())),
+            HeaderField::TargetName => FieldRef::opt_str(object.and_then(|o| o.name())),
             HeaderField::ResponseCode => header
                 .response_code()
                 .map_or(FieldRef::Missing, |code| FieldRef::One(Scalar::Int(code))),
             HeaderField::AuthDecision => FieldRef::opt_str(header.annotation(DECISION_ANNOTATION)),
             HeaderField::AuthReason => FieldRef::opt_str(header.annotation(REASON_ANNOTATION)),
-            HeaderField::UserAgent => FieldRef::opt_str(header.user_agent.as_deref()),
-            HeaderField::SourceIps => FieldRef::Strs(&header.source_ips),
+            HeaderField::UserAgent => FieldRef::opt_str(header.user_agent()),
+            HeaderField::SourceIps => FieldRef::Strs(header.source_ips()),
         }
     }
 }

@@ -9,6 +9,8 @@
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 
+use crate::event::TextList;
+
 /// One value of a field.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Scalar<'a> {
@@ -32,7 +34,7 @@ pub enum FieldRef<'a> {
     /// A single value.
     One(Scalar<'a>),
     /// A list of strings borrowed from the event (`ka.user.groups`).
-    Strs(&'a [String]),
+    Strs(TextList<'a>),
     /// A list of values an extractor built.
     List(Vec<Scalar<'a>>),
 }
@@ -121,9 +123,12 @@ impl<'a> FieldRef<'a> {
         }
         match self {
             FieldRef::One(scalar) => scalar.to_value(),
-            FieldRef::Strs(items) => {
-                FieldValue::List(items.iter().map(|s| FieldValue::Str(s.clone())).collect())
-            }
+            FieldRef::Strs(items) => FieldValue::List(
+                items
+                    .iter()
+                    .map(|s| FieldValue::Str(s.to_string()))
+                    .collect(),
+            ),
             FieldRef::List(items) => FieldValue::List(items.iter().map(Scalar::to_value).collect()),
             FieldRef::Missing => FieldValue::Missing,
         }

@@ -12,9 +12,9 @@
 use std::ops::Range;
 
 use indexmap::IndexMap;
-use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::header::{AuditHeader, HeaderFields};
 use super::json::compact_json;
 use super::scan::{read_document, Item, Wire};
 use super::EventError;
@@ -94,140 +94,27 @@ impl Level {
     }
 }
 
-/// The authenticated (or impersonated) user of a request.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-pub struct UserInfo {
-    /// The user name (`system:serviceaccount:NS:NAME` for service accounts).
-    #[serde(default)]
-    pub username: String,
-    /// The user's unique id, when the authenticator gives one.
-    #[serde(default)]
-    pub uid: Option<String>,
-    /// The groups the user belongs to.
-    #[serde(default)]
-    pub groups: Vec<String>,
-}
-
-/// The object a resource request is about.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ObjectReference {
-    /// The resource, plural and lower case (`pods`, `configmaps`).
-    #[serde(default)]
-    pub resource: Option<String>,
-    /// The namespace; absent for cluster-scoped objects.
-    #[serde(default)]
-    pub namespace: Option<String>,
-    /// The object's name; absent for list, watch and create requests without a name.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// The object's uid.
-    #[serde(default)]
-    pub uid: Option<String>,
-    /// The API group (`apps`, `rbac.authorization.k8s.io`); empty or absent for the core group.
-    #[serde(default)]
-    pub api_group: Option<String>,
-    /// The API version (`v1`).
-    #[serde(default)]
-    pub api_version: Option<String>,
-    /// The object's resource version.
-    #[serde(default)]
-    pub resource_version: Option<String>,
-    /// The subresource (`exec`, `log`, `status`).
-    #[serde(default)]
-    pub subresource: Option<String>,
-}
-
-/// The outcome of the request (a `metav1.Status`), present from ResponseStarted on.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-pub struct ResponseStatus {
-    /// The HTTP status code of the response.
-    #[serde(default)]
-    pub code: Option<i64>,
-    /// `Success` or `Failure`, when the apiserver sets it.
-    #[serde(default)]
-    pub status: Option<String>,
-    /// A machine-readable reason (`NotFound`, `Forbidden`).
-    #[serde(default)]
-    pub reason: Option<String>,
-    /// A human-readable message.
-    #[serde(default)]
-    pub message: Option<String>,
-}
-
-/// The typed fields of an audit event: everything transforms and stores index on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditHeader {
-    /// `audit.k8s.io/v1` or `audit.k8s.io/v1beta1`; absent in some exports.
-    pub api_version: Option<String>,
-    /// The unique id of the request; shared by the events of its stages.
-    pub audit_id: String,
-    /// The stage at which this event was generated.
-    pub stage: Stage,
-    /// The level the event was recorded at (absent in a few exports).
-    pub level: Option<Level>,
-    /// The request URI as sent by the client.
-    pub request_uri: String,
-    /// The Kubernetes verb (`get`, `list`, `create`, ...) or the lower-cased HTTP method.
-    pub verb: String,
-    /// The authenticated user.
-    pub user: UserInfo,
-    /// The user impersonated by the authenticated one, if any.
-    pub impersonated_user: Option<UserInfo>,
-    /// Client addresses, the request's own first, then proxies.
-    pub source_ips: Vec<String>,
-    /// The client's User-Agent header.
-    pub user_agent: Option<String>,
-    /// The object of a resource request; absent for non-resource requests (`/healthz`).
-    pub object_ref: Option<ObjectReference>,
-    /// The response status.
-    pub response_status: Option<ResponseStatus>,
-    /// When the apiserver received the request (RFC 3339, microseconds).
-    pub request_received_timestamp: Option<String>,
-    /// When the apiserver reached this stage (RFC 3339, microseconds).
-    pub stage_timestamp: Option<String>,
-    /// Annotations, among them `authorization.k8s.io/decision` and `.../reason`.
-    pub annotations: Vec<(String, String)>,
-}
-
-impl AuditHeader {
-    /// The value of an annotation, if present.
-    pub fn annotation(&self, key: &str) -> Option<&str> {
-        self.annotations
-            .iter()
-            .find(|(name, _)| name == key)
-            .map(|(_, value)| value.as_str())
-    }
-
-    /// The time of the event: its stage timestamp, or when the request was received.
-    pub fn timestamp(&self) -> Option<&str> {
-        self.stage_timestamp
-            .as_deref()
-            .or(self.request_received_timestamp.as_deref())
-    }
-
-    /// The time of the event ([`AuditHeader::timestamp`]) parsed, if it is valid RFC 3339.
-    pub fn event_time(&self) -> Option<chrono::DateTime<chrono::Utc>> {
-        let text = self.timestamp()?;
-        chrono::DateTime::parse_from_rfc3339(text)
-            .ok()
-            .map(|time| time.with_timezone(&chrono::Utc))
-    }
-
-    /// The response code, if the event has one.
-    pub fn response_code(&self) -> Option<i64> {
-        self.response_status.as_ref().and_then(|status| status.code)
-    }
-}
-
 /// One audit event: its JSON text, the typed header parsed from it and where its bodies are.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct AuditEvent {
     text: String,
-    header: AuditHeader,
+    /// The header's fields, as places in `text` (see [`AuditHeader`]).
+    header: HeaderFields,
     request_object: Option<Range<usize>>,
     response_object: Option<Range<usize>>,
 }
+
+/// Events are equal when their texts, their headers (as read) and their bodies' places are.
+impl PartialEq for AuditEvent {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+            && self.header() == other.header()
+            && self.request_object == other.request_object
+            && self.response_object == other.response_object
+    }
+}
+
+impl Eq for AuditEvent {}
 
 /// The result of decoding one JSON document: a single event, or the items of an `EventList`.
 pub type DecodedDocument = Vec<Result<AuditEvent, ItemError>>;
@@ -254,33 +141,37 @@ pub fn decode_document(text: &str) -> Result<DecodedDocument, EventError> {
 ///
 /// On error the text is handed back, for the `errors` record.
 pub fn decode_document_owned(text: String) -> Result<DecodedDocument, (EventError, String)> {
-    match locate(&text) {
-        Ok(Located::Decoded(items)) => Ok(items),
-        Ok(Located::Single(parts)) => Ok(vec![Ok(parts.into_event(text))]),
-        Err(error) => Err((error, text)),
-    }
+    let mut items = Vec::new();
+    decode_document_each(text, |item| items.push(item))?;
+    Ok(items)
 }
 
-/// What [`locate`] found: events decoded already, or one event whose text can be kept as it is.
-enum Located {
-    Decoded(DecodedDocument),
-    Single(Box<Parts>),
+/// Like [`decode_document_owned`], handing each event (or bad list item) to
+/// `each` as it is decoded instead of collecting them.
+pub fn decode_document_each(
+    text: String,
+    mut each: impl FnMut(Result<AuditEvent, ItemError>),
+) -> Result<(), (EventError, String)> {
+    match locate(&text, &mut each) {
+        Ok(Some(parts)) => each(Ok(parts.into_event(text))),
+        Ok(None) => {}
+        Err(error) => return Err((error, text)),
+    }
+    Ok(())
 }
 
 /// What an event's text is parsed into: its header and where its bodies are.
 struct Parts {
-    header: AuditHeader,
+    header: HeaderFields,
     request_object: Option<Range<usize>>,
     response_object: Option<Range<usize>>,
 }
 
 impl Parts {
-    /// Moves the header out of the wire form and locates the bodies, relative
-    /// to the event's text, which starts `start` bytes into the text read.
-    fn of(wire: Wire<'_>, start: usize) -> Result<Parts, EventError> {
-        let locate = |range: Range<usize>| shift_back(range, start);
-        let request_object = wire.request_object.clone().map(locate);
-        let response_object = wire.response_object.clone().map(locate);
+    /// Moves the header and the bodies' places (relative to the event's text) out of the wire form.
+    fn of(wire: Wire<'_>) -> Result<Parts, EventError> {
+        let request_object = wire.request_object.clone();
+        let response_object = wire.response_object.clone();
         Ok(Parts {
             header: header_from_wire(wire)?,
             request_object,
@@ -299,19 +190,22 @@ impl Parts {
     }
 }
 
-fn locate(text: &str) -> Result<Located, EventError> {
+/// The parts of a single event whose text can be kept as it is; any other
+/// document (a list, text to trim or compact) is decoded and handed to `each`.
+fn locate(
+    text: &str,
+    each: &mut impl FnMut(Result<AuditEvent, ItemError>),
+) -> Result<Option<Parts>, EventError> {
     let wire = parse_wire(text)?;
     let kind = kind_of(&wire)?;
     if matches!(kind, DocumentKind::EventList)
         || needs_compacting(text)
         || text.trim().len() != text.len()
     {
-        return decode_wire(text, wire).map(Located::Decoded);
+        decode_wire(text, wire)?.into_iter().for_each(each);
+        return Ok(None);
     }
-    Ok(Located::Single(Box::new(Parts::of(
-        wire,
-        leading_whitespace(text),
-    )?)))
+    Ok(Some(Parts::of(wire)?))
 }
 
 fn decode_wire(text: &str, wire: Wire<'_>) -> Result<DecodedDocument, EventError> {
@@ -340,7 +234,7 @@ fn item_event(text: &str, item: Item<'_>) -> Result<AuditEvent, ItemError> {
         if needs_compacting(input) {
             return AuditEvent::parse(&compact_json(input));
         }
-        Ok(Parts::of(wire, item.span.start)?.into_event(input.to_string()))
+        Ok(Parts::of(wire)?.into_event(input.to_string()))
     });
     event.map_err(|error| ItemError {
         error,
@@ -392,7 +286,7 @@ fn describe_json_start(text: &str) -> Option<&'static str> {
 }
 
 fn kind_of(wire: &Wire<'_>) -> Result<DocumentKind, EventError> {
-    if let Some(api_version) = &wire.api_version {
+    if let Some(api_version) = wire.api_version.as_ref().map(|v| v.get(wire.text)) {
         if !api_version.starts_with("audit.k8s.io/") {
             return Err(EventError::NotAudit(format!(
                 "apiVersion is `{api_version}`, expected audit.k8s.io/v1 or audit.k8s.io/v1beta1"
@@ -426,12 +320,12 @@ impl AuditEvent {
             // Pretty-printed input: make it one line, then locate the bodies anew.
             return AuditEvent::parse(&compact_json(text));
         }
-        Ok(Parts::of(wire, leading_whitespace(text))?.into_event(text.trim().to_string()))
+        Ok(Parts::of(wire)?.into_event(text.trim().to_string()))
     }
 
-    /// The typed header.
-    pub fn header(&self) -> &AuditHeader {
-        &self.header
+    /// The typed header: a view whose strings borrow from the event.
+    pub fn header(&self) -> AuditHeader<'_> {
+        AuditHeader::new(&self.text, &self.header)
     }
 
     /// The event's JSON text: one line, exactly as received unless a transform edited it.
@@ -460,7 +354,7 @@ impl AuditEvent {
             serde_json::from_str(&self.text).map_err(EventError::from_json)?;
         Ok(AuditEventEdit {
             fields,
-            header: self.header.clone(),
+            header: self.header.detached(&self.text),
             header_changed: false,
         })
     }
@@ -470,8 +364,9 @@ impl AuditEvent {
 #[derive(Debug, Clone)]
 pub struct AuditEventEdit {
     fields: IndexMap<String, Box<RawValue>>,
-    /// The header of the event being edited, kept while only bodies and `level` change.
-    header: AuditHeader,
+    /// The header of the event being edited (its strings copied out of the old
+    /// text), kept while only bodies and `level` change.
+    header: HeaderFields,
     /// Whether a field of the header other than `level` changed (the text is then parsed anew).
     header_changed: bool,
 }
@@ -597,7 +492,7 @@ fn level_of(raw: &RawValue) -> Result<Option<Level>, EventError> {
 }
 
 /// Moves the header fields out of the wire form (bodies must have been located first).
-fn header_from_wire(wire: Wire<'_>) -> Result<AuditHeader, EventError> {
+fn header_from_wire(wire: Wire<'_>) -> Result<HeaderFields, EventError> {
     let audit_id = required(wire.audit_id, "auditID")?;
     let stage = Stage::parse(&required(wire.stage, "stage")?);
     let verb = required(wire.verb, "verb")?;
@@ -609,12 +504,12 @@ fn header_from_wire(wire: Wire<'_>) -> Result<AuditHeader, EventError> {
             ))
         })?),
     };
-    Ok(AuditHeader {
+    Ok(HeaderFields {
         api_version: wire.api_version,
         audit_id,
         stage,
         level,
-        request_uri: wire.request_uri.unwrap_or_default(),
+        request_uri: wire.request_uri,
         verb,
         user: wire.user.unwrap_or_default(),
         impersonated_user: wire.impersonated_user,
@@ -628,17 +523,10 @@ fn header_from_wire(wire: Wire<'_>) -> Result<AuditHeader, EventError> {
     })
 }
 
-fn required(value: Option<String>, field: &str) -> Result<String, EventError> {
+fn required<T>(value: Option<T>, field: &str) -> Result<T, EventError> {
     value.ok_or_else(|| EventError::NotAudit(format!("the required field `{field}` is missing")))
 }
+
 fn needs_compacting(text: &str) -> bool {
     memchr::memchr2(b'\n', b'\r', text.trim().as_bytes()).is_some()
-}
-
-fn leading_whitespace(text: &str) -> usize {
-    text.len() - text.trim_start().len()
-}
-
-fn shift_back(range: Range<usize>, by: usize) -> Range<usize> {
-    range.start.saturating_sub(by)..range.end.saturating_sub(by)
 }

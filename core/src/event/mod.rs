@@ -15,6 +15,7 @@
 
 mod alert;
 mod audit;
+mod header;
 mod json;
 mod scan;
 
@@ -23,9 +24,10 @@ use std::time::Instant;
 
 pub use alert::{Alert, Priority};
 pub use audit::{
-    decode_document, decode_document_owned, AuditEvent, AuditEventEdit, AuditHeader,
-    DecodedDocument, ItemError, Level, ObjectReference, ResponseStatus, Stage, UserInfo,
+    decode_document, decode_document_each, decode_document_owned, AuditEvent, AuditEventEdit,
+    DecodedDocument, ItemError, Level, Stage,
 };
+pub use header::{AuditHeader, ObjectReference, ResponseStatus, TextIter, TextList, UserInfo};
 pub use json::{compact_json, truncate_utf8};
 
 use crate::ack::Finalizer;
@@ -156,20 +158,18 @@ impl Event {
     }
 }
 
-fn audit_text(header: &AuditHeader) -> String {
-    let object = header.object_ref.as_ref();
+fn audit_text(header: AuditHeader<'_>) -> String {
+    let object = header.object_ref();
     let resource = object
-        .and_then(|o| o.resource.as_deref())
-        .map(
-            |resource| match object.and_then(|o| o.subresource.as_deref()) {
-                Some(sub) => format!("{resource}/{sub}"),
-                None => resource.to_string(),
-            },
-        )
-        .unwrap_or_else(|| header.request_uri.clone());
+        .and_then(|o| o.resource())
+        .map(|resource| match object.and_then(|o| o.subresource()) {
+            Some(sub) => format!("{resource}/{sub}"),
+            None => resource.to_string(),
+        })
+        .unwrap_or_else(|| header.request_uri().to_string());
     let target = match (
-        object.and_then(|o| o.namespace.as_deref()),
-        object.and_then(|o| o.name.as_deref()),
+        object.and_then(|o| o.namespace()),
+        object.and_then(|o| o.name()),
     ) {
         (Some(ns), Some(name)) => format!(" {ns}/{name}"),
         (Some(ns), None) => format!(" {ns}/"),
@@ -183,12 +183,12 @@ fn audit_text(header: &AuditHeader) -> String {
     format!(
         "{} {} {} {}{} {} {}",
         header.timestamp().unwrap_or("-"),
-        header.user.username,
-        header.verb,
+        header.user().username(),
+        header.verb(),
         resource,
         target,
         code,
-        header.stage.as_str()
+        header.stage().as_str()
     )
 }
 

@@ -11,10 +11,11 @@
 
 use std::borrow::Cow;
 use std::ops::Range;
+use std::sync::OnceLock;
 
 use indexmap::IndexMap;
 
-use super::audit::{ObjectReference, ResponseStatus, UserInfo};
+use super::header::{ObjectFields, StatusFields, Text, UserFields};
 use super::EventError;
 
 /// serde_json's own nesting limit for value trees: an accepted body can always be parsed later.
@@ -22,28 +23,31 @@ pub(super) const MAX_NESTING: usize = 128;
 
 /// The fields of one event (or of an `EventList`) as read from the text.
 ///
-/// Body ranges are byte offsets into the text that was read.
+/// Body ranges and the spans of [`Text`]s are byte offsets into the event's
+/// own text, [`Wire::text`], which starts at the event's `{`.
 #[derive(Debug, Default)]
 pub(super) struct Wire<'a> {
+    /// The text read from the event's `{` on (to the end of the document).
+    pub text: &'a str,
     /// The raw JSON of `kind` (`"Event"` with its quotes).
     pub kind: Option<&'a str>,
-    pub api_version: Option<String>,
+    pub api_version: Option<Text>,
     /// The items of a list: read as events at the top level, only checked deeper down.
     pub items: Option<Vec<Item<'a>>>,
-    pub audit_id: Option<String>,
-    pub stage: Option<String>,
-    pub level: Option<String>,
-    pub request_uri: Option<String>,
-    pub verb: Option<String>,
-    pub user: Option<UserInfo>,
-    pub impersonated_user: Option<UserInfo>,
-    pub source_ips: Option<Vec<String>>,
-    pub user_agent: Option<String>,
-    pub object_ref: Option<ObjectReference>,
-    pub response_status: Option<ResponseStatus>,
-    pub request_received_timestamp: Option<String>,
-    pub stage_timestamp: Option<String>,
-    pub annotations: Option<Vec<(String, String)>>,
+    pub audit_id: Option<Text>,
+    pub stage: Option<Cow<'a, str>>,
+    pub level: Option<Cow<'a, str>>,
+    pub request_uri: Option<Text>,
+    pub verb: Option<Text>,
+    pub user: Option<UserFields>,
+    pub impersonated_user: Option<UserFields>,
+    pub source_ips: Option<Vec<Text>>,
+    pub user_agent: Option<Text>,
+    pub object_ref: Option<ObjectFields>,
+    pub response_status: Option<StatusFields>,
+    pub request_received_timestamp: Option<Text>,
+    pub stage_timestamp: Option<Text>,
+    pub annotations: Option<Vec<(Text, Text)>>,
     pub request_object: Option<Range<usize>>,
     pub response_object: Option<Range<usize>>,
     /// The first field of the wrong type (or given twice), if any: the event is unusable.
@@ -66,6 +70,7 @@ pub(super) fn read_document(text: &str) -> Result<Wire<'_>, EventError> {
         bytes: text.as_bytes(),
         pos: 0,
         depth: 0,
+        base: 0,
     };
     reader.skip_ws();
     if reader.peek() != Some(b'{') {
@@ -144,34 +149,41 @@ const EVENT: Fields = Fields {
 };
 
 /// The number of an event field (its place in [`EVENT_FIELDS`]).
+///
+/// The length and one letter pick the only candidate, which is then compared
+/// in full: one comparison per key instead of a chain of them.
 fn event_field_number(name: &str) -> Option<usize> {
-    Some(match name {
-        "kind" => 0,
-        "apiVersion" => 1,
-        "items" => 2,
-        "auditID" => 3,
-        "stage" => 4,
-        "level" => 5,
-        "requestURI" => 6,
-        "verb" => 7,
-        "user" => 8,
-        "impersonatedUser" => 9,
-        "sourceIPs" => 10,
-        "userAgent" => 11,
-        "objectRef" => 12,
-        "responseStatus" => 13,
-        "requestReceivedTimestamp" => 14,
-        "stageTimestamp" => 15,
-        "annotations" => 16,
-        "requestObject" => 17,
-        "responseObject" => 18,
+    let bytes = name.as_bytes();
+    let first = bytes.first().copied().unwrap_or_default();
+    let candidate = match (bytes.len(), first) {
+        (4, b'k') => 0,
+        (10, b'a') => 1,
+        (5, b'i') => 2,
+        (7, b'a') => 3,
+        (5, b's') => 4,
+        (5, b'l') => 5,
+        (10, b'r') => 6,
+        (4, b'v') => 7,
+        (4, b'u') => 8,
+        (16, b'i') => 9,
+        (9, b's') => 10,
+        (9, b'u') => 11,
+        (9, b'o') => 12,
+        (14, b'r') if bytes.get(8) == Some(&b'S') => 13,
+        (24, b'r') => 14,
+        (14, b's') => 15,
+        (11, b'a') => 16,
+        (13, b'r') => 17,
+        (14, b'r') => 18,
         _ => return None,
-    })
+    };
+    (EVENT_FIELDS.get(candidate) == Some(&name)).then_some(candidate)
 }
 
 /// A key of an object, as written (escapes not yet resolved).
 struct Key<'a> {
     raw: &'a str,
+    range: Range<usize>,
     escaped: bool,
 }
 
@@ -195,6 +207,8 @@ struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,
     depth: usize,
+    /// Where the event being read starts (its `{`): [`Text`] spans and body ranges count from here.
+    base: usize,
 }
 
 impl<'a> Reader<'a> {
@@ -264,14 +278,21 @@ impl<'a> Reader<'a> {
             }
             self.pos += 1;
             let (range, escaped) = self.string_body()?;
-            let raw = self.slice(range)?;
+            let raw = self.slice(range.clone())?;
             self.skip_ws();
             if self.peek() != Some(b':') {
                 return Err(self.eof_or("expected `:`"));
             }
             self.pos += 1;
             self.skip_ws();
-            field(self, Key { raw, escaped })?;
+            field(
+                self,
+                Key {
+                    raw,
+                    range,
+                    escaped,
+                },
+            )?;
             self.skip_ws();
             match self.peek() {
                 Some(b',') => {
@@ -347,6 +368,14 @@ impl<'a> Reader<'a> {
     fn optional_raw(&mut self) -> Result<Option<Range<usize>>, EventError> {
         let range = self.raw_value()?;
         Ok((self.bytes.get(range.clone()) != Some(b"null")).then_some(range))
+    }
+
+    /// Like [`Reader::optional_raw`], counted from the start of the event being read.
+    fn optional_body(&mut self) -> Result<Option<Range<usize>>, EventError> {
+        let base = self.base;
+        Ok(self
+            .optional_raw()?
+            .map(|range| range.start - base..range.end - base))
     }
 
     fn literal(&mut self, word: &[u8]) -> Result<(), EventError> {
@@ -452,16 +481,46 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
-    /// Reads a string value (the reader is at its opening quote), resolving escapes;
-    /// an escape that is no character (a lone surrogate) spoils only the current event.
-    fn owned_string(&mut self) -> Read<String> {
+    /// Reads a string value (the reader is at its opening quote) as a [`Text`]:
+    /// its span, marked as escaped if it has escapes (resolved when first
+    /// read); an escape that is no character (a lone surrogate) spoils only the
+    /// current event.
+    fn text_string(&mut self) -> Read<Text> {
+        self.pos += 1;
+        let (range, escaped) = self.string_body()?;
+        self.text_of(range, escaped)
+    }
+
+    /// The [`Text`] of string contents at `range` of the document.
+    fn text_of(&self, range: Range<usize>, escaped: bool) -> Read<Text> {
+        if escaped {
+            if let Err(what) = check_escapes(self.slice(range.clone())?) {
+                return Ok(Err(self.syntax(what)));
+            }
+        }
+        let span = (
+            u32::try_from(range.start - self.base),
+            u32::try_from(range.end - self.base),
+        );
+        Ok(Ok(match (span, escaped) {
+            ((Ok(start), Ok(end)), false) => Text::Span(start, end),
+            ((Ok(start), Ok(end)), true) => Text::Escaped(start, end, OnceLock::new()),
+            (_, false) => Text::Owned(self.slice(range)?.into()),
+            (_, true) => Text::Owned(unescape(self.slice(range)?).unwrap_or_default().into()),
+        }))
+    }
+
+    /// Reads a string value (the reader is at its opening quote), borrowed when it has no escapes.
+    fn cow_string(&mut self) -> Read<Cow<'a, str>> {
         self.pos += 1;
         let (range, escaped) = self.string_body()?;
         let raw = self.slice(range)?;
         Ok(if escaped {
-            unescape(raw).map_err(|what| self.syntax(what))
+            unescape(raw)
+                .map(Cow::Owned)
+                .map_err(|what| self.syntax(what))
         } else {
-            Ok(raw.to_string())
+            Ok(Cow::Borrowed(raw))
         })
     }
 
@@ -480,17 +539,26 @@ impl<'a> Reader<'a> {
         Ok(Err(error))
     }
 
-    fn string(&mut self) -> Read<String> {
+    fn string(&mut self) -> Read<Text> {
         match self.peek() {
-            Some(b'"') => self.owned_string(),
+            Some(b'"') => self.text_string(),
             _ => self.wrong_type("a string"),
         }
     }
 
-    fn optional_string(&mut self) -> Read<Option<String>> {
+    fn optional_string(&mut self) -> Read<Option<Text>> {
         match self.peek() {
             Some(b'n') => self.literal(b"null").map(|()| Ok(None)),
-            Some(b'"') => Ok(self.owned_string()?.map(Some)),
+            Some(b'"') => Ok(self.text_string()?.map(Some)),
+            _ => self.wrong_type("a string"),
+        }
+    }
+
+    /// An optional string read as a name (`stage`, `level`): borrowed, not kept in the header.
+    fn optional_name(&mut self) -> Read<Option<Cow<'a, str>>> {
+        match self.peek() {
+            Some(b'n') => self.literal(b"null").map(|()| Ok(None)),
+            Some(b'"') => Ok(self.cow_string()?.map(Some)),
             _ => self.wrong_type("a string"),
         }
     }
@@ -518,7 +586,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A JSON array of strings; `null` is `None` if `nullable`, a type error if not.
-    fn strings(&mut self, nullable: bool) -> Read<Option<Vec<String>>> {
+    fn strings(&mut self, nullable: bool) -> Read<Option<Vec<Text>>> {
         match self.peek() {
             Some(b'n') if nullable => self.literal(b"null").map(|()| Ok(None)),
             Some(b'[') => {
@@ -537,17 +605,14 @@ impl<'a> Reader<'a> {
     }
 
     /// A JSON object of strings (annotations): in the order written, the last of duplicate keys winning.
-    fn string_map(&mut self) -> Read<Option<Vec<(String, String)>>> {
+    fn string_map(&mut self) -> Read<Option<Vec<(Text, Text)>>> {
         match self.peek() {
             Some(b'n') => self.literal(b"null").map(|()| Ok(None)),
             Some(b'{') => {
                 let mut pairs = Vec::new();
                 let mut error = None;
                 self.object(|reader, key| {
-                    let name = match key.escaped {
-                        true => unescape(key.raw).map_err(|what| reader.syntax(what)),
-                        false => Ok(key.raw.to_string()),
-                    };
+                    let name = reader.text_of(key.range, key.escaped)?;
                     let value = reader.string()?;
                     if let (Some(name), Some(value)) =
                         (keep(&mut error, name), keep(&mut error, value))
@@ -556,7 +621,8 @@ impl<'a> Reader<'a> {
                     }
                     Ok(())
                 })?;
-                Ok(error.map_or_else(|| Ok(Some(last_wins(pairs))), Err))
+                let event_text = self.text.get(self.base..).unwrap_or_default();
+                Ok(error.map_or_else(|| Ok(Some(last_wins(pairs, event_text))), Err))
             }
             _ => self.wrong_type("a map"),
         }
@@ -599,13 +665,13 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn user_info(&mut self) -> Read<Option<UserInfo>> {
+    fn user_info(&mut self) -> Read<Option<UserFields>> {
         self.fields(
             "struct UserInfo",
             &Fields::few(&USER_FIELDS),
-            |reader, index, user: &mut UserInfo| {
+            |reader, index, user: &mut UserFields| {
                 Ok(match index {
-                    0 => reader.string()?.map(|name| user.username = name),
+                    0 => reader.string()?.map(|name| user.username = Some(name)),
                     1 => reader.optional_string()?.map(|uid| user.uid = uid),
                     _ => reader
                         .strings(false)?
@@ -615,11 +681,11 @@ impl<'a> Reader<'a> {
         )
     }
 
-    fn object_ref(&mut self) -> Read<Option<ObjectReference>> {
+    fn object_ref(&mut self) -> Read<Option<ObjectFields>> {
         self.fields(
             "struct ObjectReference",
             &Fields::few(&OBJECT_REF_FIELDS),
-            |reader, index, object: &mut ObjectReference| {
+            |reader, index, object: &mut ObjectFields| {
                 let value = reader.optional_string()?;
                 Ok(value.map(|value| {
                     *match index {
@@ -637,11 +703,11 @@ impl<'a> Reader<'a> {
         )
     }
 
-    fn response_status(&mut self) -> Read<Option<ResponseStatus>> {
+    fn response_status(&mut self) -> Read<Option<StatusFields>> {
         self.fields(
             "struct ResponseStatus",
             &Fields::few(&STATUS_FIELDS),
-            |reader, index, status: &mut ResponseStatus| {
+            |reader, index, status: &mut StatusFields| {
                 if index == 0 {
                     return Ok(reader.optional_i64()?.map(|code| status.code = code));
                 }
@@ -688,10 +754,17 @@ impl<'a> Reader<'a> {
 
     /// Reads an event's object (the reader is at its `{`); `top` reads list items as events.
     fn event_object(&mut self, top: bool) -> Result<Wire<'a>, EventError> {
-        match self.fields("struct WireDocument", &EVENT, |reader, index, wire| {
+        let outer_base = std::mem::replace(&mut self.base, self.pos);
+        let text = self.text.get(self.pos..).unwrap_or_default();
+        let read = self.fields("struct WireDocument", &EVENT, |reader, index, wire| {
             reader.event_field(index, wire, top)
-        })? {
-            Ok(wire) => Ok(wire.unwrap_or_default()),
+        });
+        self.base = outer_base;
+        match read? {
+            Ok(wire) => Ok(Wire {
+                text,
+                ..wire.unwrap_or_default()
+            }),
             Err(error) => Ok(Wire {
                 error: Some(error),
                 ..Wire::default()
@@ -716,8 +789,8 @@ impl<'a> Reader<'a> {
             1 => self.optional_string()?.map(set(&mut wire.api_version)),
             2 => self.items(top)?.map(set(&mut wire.items)),
             3 => self.optional_string()?.map(set(&mut wire.audit_id)),
-            4 => self.optional_string()?.map(set(&mut wire.stage)),
-            5 => self.optional_string()?.map(set(&mut wire.level)),
+            4 => self.optional_name()?.map(set(&mut wire.stage)),
+            5 => self.optional_name()?.map(set(&mut wire.level)),
             6 => self.optional_string()?.map(set(&mut wire.request_uri)),
             7 => self.optional_string()?.map(set(&mut wire.verb)),
             8 => self.user_info()?.map(set(&mut wire.user)),
@@ -731,8 +804,8 @@ impl<'a> Reader<'a> {
                 .map(set(&mut wire.request_received_timestamp)),
             15 => self.optional_string()?.map(set(&mut wire.stage_timestamp)),
             16 => self.string_map()?.map(set(&mut wire.annotations)),
-            17 => Ok(self.optional_raw()?).map(set(&mut wire.request_object)),
-            _ => Ok(self.optional_raw()?).map(set(&mut wire.response_object)),
+            17 => Ok(self.optional_body()?).map(set(&mut wire.request_object)),
+            _ => Ok(self.optional_body()?).map(set(&mut wire.response_object)),
         })
     }
 }
@@ -788,11 +861,28 @@ fn special_mask(word: u64) -> u64 {
 }
 
 /// Resolves the escapes of a JSON string's contents (already checked by the reader).
-fn unescape(raw: &str) -> Result<String, &'static str> {
+pub(super) fn unescape(raw: &str) -> Result<String, &'static str> {
     let mut out = String::with_capacity(raw.len());
+    walk_escapes(raw, |plain, ch| {
+        out.push_str(plain);
+        if let Some(ch) = ch {
+            out.push(ch);
+        }
+    })?;
+    Ok(out)
+}
+
+/// Checks that every escape of a JSON string's contents is a character, without resolving them.
+fn check_escapes(raw: &str) -> Result<(), &'static str> {
+    walk_escapes(raw, |_, _| {})
+}
+
+/// Walks a JSON string's contents: `step` gets each run of plain text and the
+/// character of the escape after it (`None` after the last run).
+fn walk_escapes(raw: &str, mut step: impl FnMut(&str, Option<char>)) -> Result<(), &'static str> {
     let mut rest = raw;
-    while let Some(at) = rest.find('\\') {
-        out.push_str(rest.get(..at).unwrap_or_default());
+    while let Some(at) = memchr::memchr(b'\\', rest.as_bytes()) {
+        let plain = rest.get(..at).unwrap_or_default();
         let escape = rest.get(at + 1..).unwrap_or_default();
         let (ch, used) = match escape.as_bytes().first() {
             Some(b'"') => ('"', 1),
@@ -806,11 +896,11 @@ fn unescape(raw: &str) -> Result<String, &'static str> {
             Some(b'u') => unicode_escape(escape)?,
             _ => return Err("invalid escape"),
         };
-        out.push(ch);
+        step(plain, Some(ch));
         rest = escape.get(used..).unwrap_or_default();
     }
-    out.push_str(rest);
-    Ok(out)
+    step(rest, None);
+    Ok(())
 }
 
 /// The character of a `uXXXX` escape (a surrogate pair takes two), and how many bytes it used.
@@ -843,22 +933,27 @@ fn hex4(digits: Option<&str>) -> Result<u32, &'static str> {
         .ok_or("invalid escape")
 }
 
-/// Removes duplicate keys as a map would: the first place, the last value.
-fn last_wins(mut pairs: Vec<(String, String)>) -> Vec<(String, String)> {
+/// Removes duplicate keys as a map would: the first place, the last value
+/// (keys compared as strings of the event's `text`).
+fn last_wins(mut pairs: Vec<(Text, Text)>, text: &str) -> Vec<(Text, Text)> {
     const SMALL: usize = 16;
     if pairs.len() > SMALL {
-        return pairs
-            .into_iter()
-            .collect::<IndexMap<_, _>>()
-            .into_iter()
-            .collect();
+        let mut places: IndexMap<&str, (Text, Text)> = IndexMap::with_capacity(pairs.len());
+        for (key, value) in &pairs {
+            places
+                .entry(key.get(text))
+                .and_modify(|pair| pair.1 = value.clone())
+                .or_insert_with(|| (key.clone(), value.clone()));
+        }
+        return places.into_values().collect();
     }
     let mut index = 1;
     while index < pairs.len() {
+        let name = pairs.get(index).map(|(key, _)| key.get(text));
         let earlier = pairs.get(..index).and_then(|before| {
             before
                 .iter()
-                .position(|(key, _)| Some(key) == pairs.get(index).map(|(k, _)| k))
+                .position(|(key, _)| Some(key.get(text)) == name)
         });
         match earlier {
             Some(place) => {
@@ -904,15 +999,43 @@ mod tests {
     }
 
     #[test]
+    fn every_event_field_has_its_number_and_nothing_else_has_one() {
+        for (number, name) in EVENT_FIELDS.iter().enumerate() {
+            assert_eq!(event_field_number(name), Some(number), "{name}");
+        }
+        for other in [
+            "",
+            "k",
+            "kinD",
+            "Kind",
+            "responseStatuS",
+            "responseObjecT",
+            "metadata",
+            "verbs",
+        ] {
+            assert_eq!(event_field_number(other), None, "{other}");
+        }
+    }
+
+    #[test]
     fn duplicate_annotations_keep_the_first_place_and_the_last_value() {
-        let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+        let pair = |k: &str, v: &str| (Text::Owned(k.into()), Text::Owned(v.into()));
         let pairs = vec![pair("a", "1"), pair("b", "2"), pair("a", "3")];
-        assert_eq!(last_wins(pairs), vec![pair("a", "3"), pair("b", "2")]);
+        assert_eq!(last_wins(pairs, ""), vec![pair("a", "3"), pair("b", "2")]);
         let many: Vec<_> = (0..40)
             .map(|i| pair(&(i % 20).to_string(), &i.to_string()))
             .collect();
-        let kept = last_wins(many);
+        let kept = last_wins(many, "");
         assert_eq!(kept.len(), 20);
         assert_eq!(kept[0], pair("0", "20"));
+        assert_eq!(kept[19], pair("19", "39"));
+    }
+
+    #[test]
+    fn duplicate_annotation_keys_are_compared_as_text_of_the_event() {
+        let text = r#"{"a":"1","a":"2"}"#;
+        let span = |start, end| Text::Span(start, end);
+        let pairs = vec![(span(2, 3), span(6, 7)), (span(10, 11), span(14, 15))];
+        assert_eq!(last_wins(pairs, text), vec![(span(2, 3), span(14, 15))]);
     }
 }

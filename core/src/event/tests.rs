@@ -8,19 +8,19 @@ const CONFIGMAP: &str = r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","level
 fn header_is_typed() {
     let event = AuditEvent::parse(CONFIGMAP).unwrap();
     let header = event.header();
-    assert_eq!(header.audit_id, "a1");
-    assert_eq!(header.stage, Stage::ResponseComplete);
-    assert_eq!(header.level, Some(Level::RequestResponse));
-    assert_eq!(header.verb, "delete");
-    assert_eq!(header.user.groups, vec!["dev", "system:authenticated"]);
-    assert_eq!(header.impersonated_user.as_ref().unwrap().username, "bob");
+    assert_eq!(header.audit_id(), "a1");
+    assert_eq!(*header.stage(), Stage::ResponseComplete);
+    assert_eq!(header.level(), Some(Level::RequestResponse));
+    assert_eq!(header.verb(), "delete");
+    assert_eq!(header.user().groups(), vec!["dev", "system:authenticated"]);
+    assert_eq!(header.impersonated_user().unwrap().username(), "bob");
     assert_eq!(header.response_code(), Some(200));
     assert_eq!(
         header.annotation("authorization.k8s.io/decision"),
         Some("allow")
     );
-    let object = header.object_ref.as_ref().unwrap();
-    assert_eq!(object.namespace.as_deref(), Some("prod"));
+    let object = header.object_ref().unwrap();
+    assert_eq!(object.namespace(), Some("prod"));
 }
 
 #[test]
@@ -62,6 +62,74 @@ fn leading_whitespace_does_not_shift_bodies() {
     assert_eq!(event.response_object(), Some(r#"{"kind":"Status"}"#));
 }
 
+/// The header of `CONFIGMAP`, field by field, as `header_is_typed` and the rest expect it.
+fn assert_configmap_header(header: AuditHeader<'_>) {
+    assert_eq!(header.api_version(), Some("audit.k8s.io/v1"));
+    assert_eq!(header.audit_id(), "a1");
+    assert_eq!(
+        header.request_uri(),
+        "/api/v1/namespaces/prod/configmaps/app"
+    );
+    assert_eq!(header.user().username(), "alice");
+    assert_eq!(header.user().groups().join(","), "dev,system:authenticated");
+    assert_eq!(header.source_ips().first(), Some("10.0.0.1"));
+    assert_eq!(header.user_agent(), Some("kubectl/v1.31"));
+    let object = header.object_ref().unwrap();
+    assert_eq!(object.resource(), Some("configmaps"));
+    assert_eq!(object.name(), Some("app"));
+    assert_eq!(object.api_version(), Some("v1"));
+    assert_eq!(
+        header.request_received_timestamp(),
+        Some("2026-11-24T10:00:00.000001Z")
+    );
+    assert_eq!(
+        header.stage_timestamp(),
+        Some("2026-11-24T10:00:00.000201Z")
+    );
+    assert_eq!(
+        header.annotations().collect::<Vec<_>>(),
+        vec![("authorization.k8s.io/decision", "allow")]
+    );
+}
+
+#[test]
+fn header_strings_are_read_from_the_kept_text_wherever_the_event_starts() {
+    // Alone, after whitespace, as the first and as a later item of a list.
+    assert_configmap_header(AuditEvent::parse(CONFIGMAP).unwrap().header());
+    let padded = AuditEvent::parse(&format!(" \t {CONFIGMAP} \n")).unwrap();
+    assert_configmap_header(padded.header());
+    let owned = decode_document_owned(format!("  {CONFIGMAP}")).unwrap();
+    assert_configmap_header(owned[0].as_ref().unwrap().header());
+    let list =
+        format!(r#"  {{"kind":"EventList","items":[ {CONFIGMAP} , {{"x":1}}, {CONFIGMAP}]}}"#);
+    let items = decode_document(&list).unwrap();
+    assert_configmap_header(items[0].as_ref().unwrap().header());
+    assert_configmap_header(items[2].as_ref().unwrap().header());
+    // An edit keeps the header while the text around it is rewritten.
+    let mut edit = items[2].as_ref().unwrap().edit().unwrap();
+    edit.remove("requestObject");
+    edit.remove("kind");
+    let edited = edit.finish().unwrap();
+    assert_configmap_header(edited.header());
+    assert_eq!(edited, AuditEvent::parse(edited.as_json()).unwrap());
+}
+
+#[test]
+fn escaped_header_strings_are_unescaped_and_plain_ones_kept_as_written() {
+    let text = r#"{"auditID":"a\u0031","stage":"Response\u0043omplete","verb":"get","user":{"username":"a\"b","groups":["x\/y","plain"]},"sourceIPs":["10.0.0.\u0031"],"annotations":{"k\u0031":"v\n","k2":"w"},"objectRef":{"name":"n\u00e9"}}"#;
+    let event = AuditEvent::parse(text).unwrap();
+    let header = event.header();
+    assert_eq!(header.audit_id(), "a1");
+    assert_eq!(*header.stage(), Stage::ResponseComplete);
+    assert_eq!(header.user().username(), "a\"b");
+    assert_eq!(header.user().groups(), vec!["x/y", "plain"]);
+    assert_eq!(header.source_ips().first(), Some("10.0.0.1"));
+    assert_eq!(header.annotation("k1"), Some("v\n"));
+    assert_eq!(header.annotation("k2"), Some("w"));
+    assert_eq!(header.object_ref().unwrap().name(), Some("né"));
+    assert_eq!(event.as_json(), text, "the text itself is kept as written");
+}
+
 #[test]
 fn event_list_items_are_decoded_one_by_one() {
     let list = format!(
@@ -90,7 +158,7 @@ fn edits_keep_untouched_fields_verbatim() {
     edit.set("level", &"Request".into()).unwrap();
     let edited = edit.finish().unwrap();
     assert_eq!(edited.response_object(), None);
-    assert_eq!(edited.header().level, Some(Level::Request));
+    assert_eq!(edited.header().level(), Some(Level::Request));
     assert!(edited.as_json().contains(r#""n":1.50"#));
     assert!(edited.as_json().contains(r#""futureField":{"x":[1,2,3]}"#));
     assert!(edited
@@ -169,13 +237,13 @@ fn a_finished_edit_is_the_event_its_text_decodes_to() {
     edit.set("level", &"Metadata".into()).unwrap();
     let edited = edit.finish().unwrap();
     assert_eq!(edited, AuditEvent::parse(edited.as_json()).unwrap());
-    assert_eq!(edited.header().level, Some(Level::Metadata));
+    assert_eq!(edited.header().level(), Some(Level::Metadata));
     assert!(edited.response_object().is_some());
     // A header field: parsed again.
     let mut edit = event.edit().unwrap();
     edit.set("verb", &"patch".into()).unwrap();
     let edited = edit.finish().unwrap();
-    assert_eq!(edited.header().verb, "patch");
+    assert_eq!(edited.header().verb(), "patch");
     assert_eq!(edited, AuditEvent::parse(edited.as_json()).unwrap());
     // A level no apiserver writes is refused, as decoding refuses it.
     let mut edit = event.edit().unwrap();
@@ -209,16 +277,13 @@ fn list_items_with_escapes_unicode_and_nested_lists_are_read_in_one_pass() {
     let events: Vec<&AuditEvent> = items.iter().map(|item| item.as_ref().unwrap()).collect();
     assert_eq!(events.len(), 3);
     let header = events[0].header();
-    assert_eq!(header.audit_id, "e1");
-    assert_eq!(header.user.username, "al\u{ef}ce \u{1F600} \"q\" \\ /");
-    assert_eq!(header.user.groups, vec!["g\tx"]);
-    assert_eq!(
-        header.annotations,
-        vec![("k1".to_string(), "w".to_string())]
-    );
+    assert_eq!(header.audit_id(), "e1");
+    assert_eq!(header.user().username(), "al\u{ef}ce \u{1F600} \"q\" \\ /");
+    assert_eq!(header.user().groups(), vec!["g\tx"]);
+    assert_eq!(header.annotations().collect::<Vec<_>>(), vec![("k1", "w")]);
     assert_eq!(events[0].as_json(), escaped);
-    assert_eq!(events[1].header().audit_id, "ü");
-    assert_eq!(events[1].header().request_uri, "/api/v1/namespaces/ñ");
+    assert_eq!(events[1].header().audit_id(), "ü");
+    assert_eq!(events[1].header().request_uri(), "/api/v1/namespaces/ñ");
     assert_eq!(events[1].request_object(), Some(r#"{"a":"ö\"]}"}"#));
     assert_eq!(events[1].as_json(), unicode);
     assert_eq!(
@@ -366,8 +431,8 @@ fn typed_fields_accept_null_and_refuse_wrong_types() {
         r#","apiVersion":null,"level":null,"user":null,"sourceIPs":null,"objectRef":{"name":null},"responseStatus":{"code":null},"annotations":null,"kind":null"#,
     );
     let event = AuditEvent::parse(&nulls).unwrap();
-    assert_eq!(event.header().level, None);
-    assert_eq!(event.header().object_ref.as_ref().unwrap().name, None);
+    assert_eq!(event.header().level(), None);
+    assert_eq!(event.header().object_ref().unwrap().name(), None);
     let wrong = [
         r#","user":{"groups":null}"#,
         r#","user":"alice""#,
@@ -402,20 +467,20 @@ fn generated_events_read_as_serde_json_reads_them() {
         let event = AuditEvent::parse(&line).unwrap();
         let value: serde_json::Value = serde_json::from_str(&line).unwrap();
         let header = event.header();
-        assert_eq!(value["auditID"], header.audit_id.as_str());
-        assert_eq!(value["verb"], header.verb.as_str());
+        assert_eq!(value["auditID"], header.audit_id());
+        assert_eq!(value["verb"], header.verb());
         assert_eq!(
             value["user"]["username"].as_str().unwrap_or_default(),
-            header.user.username
+            header.user().username()
         );
-        assert_eq!(value["stage"], header.stage.as_str());
+        assert_eq!(value["stage"], header.stage().as_str());
         let groups: Vec<&str> = value["user"]["groups"]
             .as_array()
             .map(|groups| groups.iter().filter_map(|g| g.as_str()).collect())
             .unwrap_or_default();
-        assert_eq!(groups, header.user.groups);
-        let object = header.object_ref.clone().unwrap_or_default();
-        assert_eq!(value["objectRef"]["name"].as_str(), object.name.as_deref());
+        assert_eq!(header.user().groups(), groups);
+        let name = header.object_ref().and_then(|object| object.name());
+        assert_eq!(value["objectRef"]["name"].as_str(), name);
         assert_eq!(
             value["responseStatus"]["code"].as_i64(),
             header.response_code()

@@ -157,23 +157,23 @@ impl Field {
     }
 
     /// The values of the field in an event's header (several for groups; `-` when absent).
-    pub fn values_of(self, header: &AuditHeader) -> Vec<String> {
-        let object = header.object_ref.as_ref();
+    pub fn values_of(self, header: AuditHeader<'_>) -> Vec<String> {
+        let object = header.object_ref();
         let text = |value: Option<&str>| vec![value.unwrap_or(NONE).to_string()];
         match self {
-            Field::User => text(Some(&header.user.username)),
-            Field::Group if header.user.groups.is_empty() => text(None),
-            Field::Group => header.user.groups.clone(),
-            Field::Verb => text(Some(&header.verb)),
-            Field::Resource => text(object.and_then(|o| o.resource.as_deref())),
-            Field::Subresource => text(object.and_then(|o| o.subresource.as_deref())),
-            Field::Namespace => text(object.and_then(|o| o.namespace.as_deref())),
-            Field::Name => text(object.and_then(|o| o.name.as_deref())),
+            Field::User => text(Some(header.user().username())),
+            Field::Group if header.user().groups().is_empty() => text(None),
+            Field::Group => header.user().groups().to_vec(),
+            Field::Verb => text(Some(header.verb())),
+            Field::Resource => text(object.and_then(|o| o.resource())),
+            Field::Subresource => text(object.and_then(|o| o.subresource())),
+            Field::Namespace => text(object.and_then(|o| o.namespace())),
+            Field::Name => text(object.and_then(|o| o.name())),
             Field::Code => text(header.response_code().map(|c| c.to_string()).as_deref()),
-            Field::SourceIp => text(header.source_ips.first().map(String::as_str)),
-            Field::UserAgent => text(header.user_agent.as_deref()),
-            Field::Level => text(header.level.map(|level| level.as_str())),
-            Field::Stage => text(Some(header.stage.as_str())),
+            Field::SourceIp => text(header.source_ips().first()),
+            Field::UserAgent => text(header.user_agent()),
+            Field::Level => text(header.level().map(|level| level.as_str())),
+            Field::Stage => text(Some(header.stage().as_str())),
             Field::Rule | Field::Priority => text(None),
         }
     }

@@ -23,7 +23,7 @@ fn all_events(store: &mut Store, filter: &EventFilter) -> Vec<String> {
     let mut ids = Vec::new();
     store
         .for_each_event(&TimeRange::default(), filter, |stored| {
-            ids.push(stored.event.header().audit_id.clone());
+            ids.push(stored.event.header().audit_id().to_string());
             ControlFlow::Continue(())
         })
         .unwrap();

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use auditflow_core::dir_lock::lock_directory;
-use auditflow_core::event::{Alert, AuditEvent, Event, Payload};
+use auditflow_core::event::{Alert, AuditEvent, Event, Payload, TextList};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use rustc_hash::FxHashMap;
 
@@ -272,11 +272,14 @@ impl Item<'_> {
 /// was received, else now (an event without either is kept, not lost).
 fn event_time(event: &AuditEvent, now_micros: i64) -> i64 {
     let header = event.header();
-    [&header.stage_timestamp, &header.request_received_timestamp]
-        .into_iter()
-        .flatten()
-        .find_map(|timestamp| parse_micros(timestamp))
-        .unwrap_or(now_micros)
+    [
+        header.stage_timestamp(),
+        header.request_received_timestamp(),
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(parse_micros)
+    .unwrap_or(now_micros)
 }
 
 fn insert_items(
@@ -407,7 +410,7 @@ fn key_of<'a>(event: &'a AuditEvent, entry: &Entry) -> Key<'a> {
     Key {
         time: entry.time,
         stage: entry.value(Column::Stage),
-        audit_id: &event.header().audit_id,
+        audit_id: event.header().audit_id(),
     }
 }
 
@@ -460,44 +463,40 @@ fn block_entry(
     time: i64,
 ) -> rusqlite::Result<Entry> {
     let header = event.header();
-    let object = header.object_ref.as_ref();
-    let field =
-        |get: fn(&auditflow_core::event::ObjectReference) -> Option<&str>| object.and_then(get);
+    let object = header.object_ref();
+    let user = header.user();
     let mut values = [ABSENT; COLUMNS];
     let mut set = |column: Column, value: u32| values[column.index()] = value;
-    set(Column::Stage, strings.string(header.stage.as_str())?);
+    set(Column::Stage, strings.string(header.stage().as_str())?);
     set(
         Column::Level,
-        strings.optional(header.level.map(|level| level.as_str()))?,
+        strings.optional(header.level().map(|level| level.as_str()))?,
     );
-    set(Column::Verb, strings.string(&header.verb)?);
-    set(Column::User, strings.string(&header.user.username)?);
-    set(Column::Groups, strings.groups(&header.user.groups)?);
+    set(Column::Verb, strings.string(header.verb())?);
+    set(Column::User, strings.string(user.username())?);
+    set(Column::Groups, strings.groups(user.groups())?);
     set(
         Column::Resource,
-        strings.optional(field(|o| o.resource.as_deref()))?,
+        strings.optional(object.and_then(|o| o.resource()))?,
     );
     set(
         Column::Subresource,
-        strings.optional(field(|o| o.subresource.as_deref()))?,
+        strings.optional(object.and_then(|o| o.subresource()))?,
     );
     set(
         Column::Namespace,
-        strings.optional(field(|o| o.namespace.as_deref()))?,
+        strings.optional(object.and_then(|o| o.namespace()))?,
     );
     set(
         Column::Name,
-        strings.optional(field(|o| o.name.as_deref()))?,
+        strings.optional(object.and_then(|o| o.name()))?,
     );
     set(Column::Code, code_value(header.response_code()));
     set(
         Column::SourceIp,
-        strings.optional(header.source_ips.first().map(String::as_str))?,
+        strings.optional(header.source_ips().first())?,
     );
-    set(
-        Column::UserAgent,
-        strings.optional(header.user_agent.as_deref())?,
-    );
+    set(Column::UserAgent, strings.optional(header.user_agent())?);
     let length = u32::try_from(event.as_json().len()).unwrap_or(u32::MAX);
     Ok(Entry {
         time,
@@ -532,11 +531,8 @@ impl BlockWriter<'_> {
         }
         let entries: Vec<Entry> = events.iter().map(|(_, entry)| *entry).collect();
         let header = block::encode_header(&entries)?;
-        let audit_ids = block::encode_audit_ids(
-            events
-                .iter()
-                .map(|(event, _)| event.header().audit_id.as_str()),
-        );
+        let audit_ids =
+            block::encode_audit_ids(events.iter().map(|(event, _)| event.header().audit_id()));
         bytes += header.len() + audit_ids.len();
         let time_min = entries.iter().map(|entry| entry.time).min().unwrap_or(0);
         let time_max = entries.iter().map(|entry| entry.time).max().unwrap_or(0);
@@ -607,7 +603,7 @@ impl Interner<'_> {
         value.map_or(Ok(ABSENT), |value| self.string(value))
     }
 
-    fn groups(&mut self, groups: &[String]) -> rusqlite::Result<u32> {
+    fn groups(&mut self, groups: TextList<'_>) -> rusqlite::Result<u32> {
         if groups.is_empty() {
             return Ok(ABSENT);
         }

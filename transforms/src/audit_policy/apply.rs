@@ -53,7 +53,7 @@ const RESPONSE_OBJECT: &str = "responseObject";
 pub fn effective_level(event: &AuditEvent, decided: Level) -> Level {
     event
         .header()
-        .level
+        .level()
         .map_or(decided, |logged| logged.min(decided))
 }
 
@@ -62,7 +62,7 @@ pub fn apply(event: &AuditEvent, decision: &Decision<'_>) -> Result<Applied, Eve
     if decision.level == Level::None {
         return Ok(Applied::Dropped(DropReason::LevelNone));
     }
-    if decision.omits(&event.header().stage) {
+    if decision.omits(event.header().stage()) {
         return Ok(Applied::Dropped(DropReason::OmittedStage));
     }
     let level = effective_level(event, decision.level);
@@ -79,7 +79,7 @@ pub fn apply(event: &AuditEvent, decision: &Decision<'_>) -> Result<Applied, Eve
         decision.omit_managed_fields && keeps_managed_fields(event.request_object(), drop_request);
     let strip_response = decision.omit_managed_fields
         && keeps_managed_fields(event.response_object(), drop_response);
-    let set_level = event.header().level != Some(level);
+    let set_level = event.header().level() != Some(level);
     if !(drop_request || drop_response || strip_request || strip_response || set_level) {
         return Ok(Applied::Unchanged);
     }
@@ -240,7 +240,7 @@ mod tests {
             "configmaps",
         );
         let result = edited(&create);
-        assert_eq!(result.header().level, Some(Level::Request));
+        assert_eq!(result.header().level(), Some(Level::Request));
         assert_eq!(result.response_object(), None);
         assert_eq!(
             result.request_object(),
@@ -274,7 +274,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            edited(&without_level).header().level,
+            edited(&without_level).header().level(),
             Some(Level::RequestResponse)
         );
     }

@@ -22,7 +22,7 @@
 
 use std::borrow::Cow;
 
-use auditflow_core::event::{AuditHeader, Level, Stage};
+use auditflow_core::event::{AuditHeader, Level, Stage, TextList};
 
 use super::policy::{GroupResources, Policy, Rule};
 
@@ -32,7 +32,7 @@ pub struct RequestAttributes<'a> {
     /// The authenticated user's name.
     pub user: &'a str,
     /// The authenticated user's groups.
-    pub groups: &'a [String],
+    pub groups: TextList<'a>,
     /// The verb.
     pub verb: &'a str,
     /// What the request is about.
@@ -64,23 +64,23 @@ pub enum Target<'a> {
 
 impl<'a> RequestAttributes<'a> {
     /// The attributes of the request an audit event records.
-    pub fn of(header: &'a AuditHeader) -> RequestAttributes<'a> {
-        let target = match &header.object_ref {
+    pub fn of(header: AuditHeader<'a>) -> RequestAttributes<'a> {
+        let target = match header.object_ref() {
             Some(object) => Target::Resource {
-                namespace: object.namespace.as_deref().unwrap_or(""),
-                group: api_group(object.api_group.as_deref(), object.api_version.as_deref()),
-                resource: object.resource.as_deref().unwrap_or(""),
-                subresource: object.subresource.as_deref().unwrap_or(""),
-                name: object.name.as_deref().unwrap_or(""),
+                namespace: object.namespace().unwrap_or(""),
+                group: api_group(object.api_group(), object.api_version()),
+                resource: object.resource().unwrap_or(""),
+                subresource: object.subresource().unwrap_or(""),
+                name: object.name().unwrap_or(""),
             },
             None => Target::NonResource {
-                path: request_path(&header.request_uri),
+                path: request_path(header.request_uri()),
             },
         };
         RequestAttributes {
-            user: &header.user.username,
-            groups: &header.user.groups,
-            verb: &header.verb,
+            user: header.user().username(),
+            groups: header.user().groups(),
+            verb: header.verb(),
             target,
         }
     }
@@ -268,7 +268,7 @@ impl Rule {
             || request
                 .groups
                 .iter()
-                .any(|group| self.user_groups.contains(group))
+                .any(|group| self.user_groups.iter().any(|listed| listed == group))
     }
 
     fn verbs_match(&self, request: &RequestAttributes<'_>) -> bool {

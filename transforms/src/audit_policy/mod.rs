@@ -158,7 +158,7 @@ impl Transform for AuditPolicy {
                 }
                 Ok(Applied::Edited(edited)) => {
                     self.metrics
-                        .kept(edited.header().level.unwrap_or(decision.level));
+                        .kept(edited.header().level().unwrap_or(decision.level));
                     let mut event = event;
                     event.payload = Payload::Audit(Arc::new(*edited));
                     output.push(event);

@@ -115,7 +115,7 @@ impl Engine {
             candidates,
         } = self;
         let all: Vec<usize>;
-        let indexes = match candidates.get(rules, &header.verb, header.stage.as_str()) {
+        let indexes = match candidates.get(rules, header.verb(), header.stage().as_str()) {
             Some(indexes) => indexes,
             None => {
                 all = (0..rules.len()).collect();

@@ -181,9 +181,8 @@ impl Redactor {
         }?;
         let about_secrets = event
             .header()
-            .object_ref
-            .as_ref()
-            .is_some_and(|object| object.resource.as_deref() == Some("secrets"));
+            .object_ref()
+            .is_some_and(|object| object.resource() == Some("secrets"));
         let secret = if about_secrets {
             Some(SecretScope::WholeBody)
         } else {
@@ -342,7 +341,7 @@ impl Transform for Redact {
                     self.metrics.component.error("redact_failed", 1);
                     let shown = format!(
                         "(the event {} is withheld: it may hold secrets)",
-                        audit.header().audit_id
+                        audit.header().audit_id()
                     );
                     output.push_error_showing(
                         &event,

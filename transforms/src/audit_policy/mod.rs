@@ -18,6 +18,7 @@
 
 pub mod apply;
 pub mod checker;
+mod index;
 pub mod policy;
 
 use std::path::PathBuf;

@@ -10,6 +10,7 @@
 //! edited one keeps every other field byte for byte.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use auditflow_core::event::{
     array_items, object_members, AuditEvent, BodyChange, EventError, Level,
@@ -18,13 +19,13 @@ use serde_json::value::RawValue;
 
 use super::checker::Decision;
 
-/// What applying a decision does to an event.
+/// What applying a decision did to an event.
 #[derive(Debug)]
 pub enum Applied {
     /// The event is already as the decision wants it.
     Unchanged,
-    /// The event with bodies removed and its level set.
-    Edited(Box<AuditEvent>),
+    /// The event's bodies were removed or stripped and its level set.
+    Edited,
     /// The event is not logged.
     Dropped(DropReason),
 }
@@ -56,8 +57,9 @@ pub fn effective_level(event: &AuditEvent, decided: Level) -> Level {
         .map_or(decided, |logged| logged.min(decided))
 }
 
-/// Applies a decision to an event.
-pub fn apply(event: &AuditEvent, decision: &Decision<'_>) -> Result<Applied, EventError> {
+/// Applies a decision to an event; an edit changes the event in place (a copy, if it is shared).
+pub fn apply(shared: &mut Arc<AuditEvent>, decision: &Decision<'_>) -> Result<Applied, EventError> {
+    let event: &AuditEvent = shared;
     if decision.level == Level::None {
         return Ok(Applied::Dropped(DropReason::LevelNone));
     }
@@ -91,9 +93,8 @@ pub fn apply(event: &AuditEvent, decision: &Decision<'_>) -> Result<Applied, Eve
     if unchanged(&request) && unchanged(&response) && event.header().level == Some(level) {
         return Ok(Applied::Unchanged);
     }
-    event
-        .rebuilt(level, request, response)
-        .map(|event| Applied::Edited(Box::new(event)))
+    Arc::make_mut(shared).rebuild(level, request, response)?;
+    Ok(Applied::Edited)
 }
 
 /// What becomes of a body: removed when the level does not keep it, else the stripped one if any.
@@ -195,16 +196,27 @@ mod tests {
         .unwrap()
     }
 
-    fn applied(event: &AuditEvent) -> Applied {
+    /// What applying the policy did, and the event afterwards.
+    fn applied_to(event: &AuditEvent) -> (Applied, AuditEvent) {
         let policy = Policy::parse(POLICY).unwrap();
         let decision = policy.decide(&RequestAttributes::of(event.header()));
-        apply(event, &decision).unwrap()
+        let mut shared = Arc::new(event.clone());
+        let applied = apply(&mut shared, &decision).unwrap();
+        (applied, (*shared).clone())
+    }
+
+    fn applied(event: &AuditEvent) -> Applied {
+        let (applied, after) = applied_to(event);
+        if !matches!(applied, Applied::Edited) {
+            assert_eq!(&after, event, "only an edit changes the event");
+        }
+        applied
     }
 
     fn edited(event: &AuditEvent) -> AuditEvent {
-        match applied(event) {
-            Applied::Edited(event) => *event,
-            other => panic!("expected an edit, got {other:?}"),
+        match applied_to(event) {
+            (Applied::Edited, event) => event,
+            (other, _) => panic!("expected an edit, got {other:?}"),
         }
     }
 

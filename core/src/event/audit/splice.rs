@@ -1,7 +1,7 @@
 //! Editing an event by splicing its text: members of JSON objects and items of
 //! arrays located as byte ranges, without parsing or copying what is between.
 //!
-//! [`AuditEvent::rebuilt`] uses it to set an event's `level` and remove or
+//! [`AuditEvent::rebuild`] uses it to set an event's `level` and remove or
 //! replace its bodies, keeping every other byte of the text and the typed
 //! header; transforms use [`object_members`] and [`array_items`] to cut a
 //! member out of a body (`metadata.managedFields`) the same way.
@@ -107,7 +107,7 @@ fn members_skipping(text: &str, known: &[Range<usize>]) -> Option<Vec<JsonMember
     }
 }
 
-/// What [`AuditEvent::rebuilt`] does with a body.
+/// What [`AuditEvent::rebuild`] does with a body.
 #[derive(Debug, Clone, Copy)]
 pub enum BodyChange<'a> {
     /// The body stays as it is.
@@ -123,19 +123,19 @@ const RESPONSE_OBJECT: &str = "responseObject";
 const LEVEL: &str = "level";
 
 impl AuditEvent {
-    /// This event with its `level` set and its bodies kept, removed or replaced.
+    /// Sets the event's `level` and keeps, removes or replaces its bodies.
     ///
     /// Every other byte of the text stays as it was, and so does the typed
     /// header (but for the level): the text is not parsed, only its top-level
     /// members are located. A `level` the event did not have is added at the
     /// end. Text that cannot be followed that way (a key written with escapes)
     /// goes through [`AuditEvent::edit`] instead, with the same result.
-    pub fn rebuilt(
-        &self,
+    pub fn rebuild(
+        &mut self,
         level: Level,
         request: BodyChange<'_>,
         response: BodyChange<'_>,
-    ) -> Result<AuditEvent, EventError> {
+    ) -> Result<(), EventError> {
         let known: Vec<Range<usize>> = [&self.request_object, &self.response_object]
             .into_iter()
             .flatten()
@@ -149,7 +149,8 @@ impl AuditEvent {
             })
         });
         let Some(members) = members else {
-            return self.rebuilt_by_edit(level, request, response);
+            *self = self.rebuilt_by_edit(level, request, response)?;
+            return Ok(());
         };
         let level_json = format!("\"{}\"", level.as_str());
         let mut out = Spliced::with_capacity(self.text.len() + level_json.len() + 10);
@@ -160,7 +161,8 @@ impl AuditEvent {
                 self.text.get(whole.clone()),
                 self.text.get(whole.start..member.value.start),
             ) else {
-                return self.rebuilt_by_edit(level, request, response);
+                *self = self.rebuilt_by_edit(level, request, response)?;
+                return Ok(());
             };
             if member.is(&self.text, REQUEST_OBJECT) {
                 request_seen = true;
@@ -185,17 +187,14 @@ impl AuditEvent {
             out.response = Some(out.push("\"responseObject\":", raw.get()));
         }
         out.text.push('}');
-        let mut header = self.header.clone();
-        header.level = Some(level);
-        Ok(AuditEvent {
-            text: out.text,
-            header,
-            request_object: out.request,
-            response_object: out.response,
-        })
+        self.text = out.text;
+        self.request_object = out.request;
+        self.response_object = out.response;
+        self.header.level = Some(level);
+        Ok(())
     }
 
-    /// [`AuditEvent::rebuilt`] through an edit of the parsed top-level members.
+    /// [`AuditEvent::rebuild`] through an edit of the parsed top-level members.
     fn rebuilt_by_edit(
         &self,
         level: Level,
@@ -305,25 +304,29 @@ fn value_end(bytes: &[u8], at: usize) -> Option<usize> {
 }
 
 /// Where the object or array opening at `at` ends (after its closing bracket).
+///
+/// Only brackets of its own kind are counted (the text is valid JSON, so the
+/// other kind is balanced inside), strings are skipped.
 fn container_end(bytes: &[u8], at: usize) -> Option<usize> {
+    let (open, close) = match bytes.get(at)? {
+        b'{' => (b'{', b'}'),
+        _ => (b'[', b']'),
+    };
     let mut depth = 0usize;
     let mut at = at;
     loop {
-        at += bytes
-            .get(at..)?
-            .iter()
-            .position(|byte| matches!(byte, b'"' | b'{' | b'}' | b'[' | b']'))?;
-        match bytes.get(at)? {
-            b'"' => {
-                at = string_end(bytes, at)?;
-                continue;
-            }
-            b'{' | b'[' => depth += 1,
-            _ => {
-                depth = depth.checked_sub(1)?;
-                if depth == 0 {
-                    return Some(at + 1);
-                }
+        at += memchr::memchr3(b'"', open, close, bytes.get(at..)?)?;
+        let byte = *bytes.get(at)?;
+        if byte == b'"' {
+            at = string_end(bytes, at)?;
+            continue;
+        }
+        if byte == open {
+            depth += 1;
+        } else {
+            depth = depth.checked_sub(1)?;
+            if depth == 0 {
+                return Some(at + 1);
             }
         }
         at += 1;
@@ -399,9 +402,8 @@ mod tests {
             let original = event(text);
             for request in changes {
                 for response in changes {
-                    let rebuilt = original
-                        .rebuilt(Level::Metadata, request, response)
-                        .unwrap();
+                    let mut rebuilt = original.clone();
+                    rebuilt.rebuild(Level::Metadata, request, response).unwrap();
                     let expected = by_edit(&original, Level::Metadata, request, response);
                     assert_eq!(rebuilt, expected, "{text} {request:?} {response:?}");
                     assert_eq!(rebuilt, event(rebuilt.as_json()));
@@ -412,8 +414,9 @@ mod tests {
 
     #[test]
     fn rebuilt_keeps_every_other_byte() {
-        let rebuilt = event(EVENT)
-            .rebuilt(Level::Request, BodyChange::Keep, BodyChange::Remove)
+        let mut rebuilt = event(EVENT);
+        rebuilt
+            .rebuild(Level::Request, BodyChange::Keep, BodyChange::Remove)
             .unwrap();
         assert_eq!(
             rebuilt.as_json(),
@@ -431,9 +434,9 @@ mod tests {
 
     #[test]
     fn an_escaped_key_goes_through_the_edit() {
-        let original = event(&EVENT.replace(r#""level""#, r#""\u006cevel""#));
-        let rebuilt = original
-            .rebuilt(Level::Metadata, BodyChange::Remove, BodyChange::Remove)
+        let mut rebuilt = event(&EVENT.replace(r#""level""#, r#""\u006cevel""#));
+        rebuilt
+            .rebuild(Level::Metadata, BodyChange::Remove, BodyChange::Remove)
             .unwrap();
         assert_eq!(rebuilt.header().level, Some(Level::Metadata));
         assert_eq!(rebuilt.as_json().matches("evel\":").count(), 2);

@@ -116,9 +116,7 @@ fn body_change<'a>(
 /// Works on the raw JSON: the members are only located, and the body is written
 /// back with those members cut out, every other byte as it was.
 fn without_managed_fields(body: &str) -> Option<Box<RawValue>> {
-    if memchr::memmem::find(body.as_bytes(), MANAGED_FIELDS_KEY.as_bytes()).is_none() {
-        return None;
-    }
+    memchr::memmem::find(body.as_bytes(), MANAGED_FIELDS_KEY.as_bytes())?;
     let members = object_members(body)?;
     let mut cuts = Vec::new();
     for member in &members {

@@ -69,41 +69,85 @@ pub fn array_items(text: &str) -> Option<Vec<Range<usize>>> {
 
 /// Like [`object_members`]; a value starting where one of `known` starts ends where it ends.
 fn members_skipping(text: &str, known: &[Range<usize>]) -> Option<Vec<JsonMember>> {
-    let bytes = text.as_bytes();
-    let mut at = skip_whitespace(bytes, 0);
-    if bytes.get(at) != Some(&b'{') {
-        return None;
-    }
-    at = skip_whitespace(bytes, at + 1);
-    let mut members = Vec::with_capacity(24);
-    if bytes.get(at) == Some(&b'}') {
-        return Some(members);
-    }
-    loop {
-        if bytes.get(at) != Some(&b'"') {
+    let mut members = Members::new(text, known)?;
+    let found: Vec<JsonMember> = members.by_ref().collect();
+    members.complete.then_some(found)
+}
+
+/// The members of an object, one by one; stops at the end or at text it cannot follow.
+struct Members<'a> {
+    bytes: &'a [u8],
+    known: &'a [Range<usize>],
+    /// Where the next member (or the closing brace) is.
+    at: usize,
+    /// Whether the closing brace was reached.
+    complete: bool,
+    /// Whether nothing more is to come (the end, or text that cannot be followed).
+    finished: bool,
+}
+
+impl<'a> Members<'a> {
+    fn new(text: &'a str, known: &'a [Range<usize>]) -> Option<Members<'a>> {
+        let bytes = text.as_bytes();
+        let at = skip_whitespace(bytes, 0);
+        if bytes.get(at) != Some(&b'{') {
             return None;
         }
-        let key_start = at + 1;
-        let key_end = string_end(bytes, at)?;
-        at = skip_whitespace(bytes, key_end);
-        if bytes.get(at) != Some(&b':') {
+        let at = skip_whitespace(bytes, at + 1);
+        let empty = bytes.get(at) == Some(&b'}');
+        Some(Members {
+            bytes,
+            known,
+            at,
+            complete: empty,
+            finished: empty,
+        })
+    }
+
+    fn member(&mut self) -> Option<JsonMember> {
+        let bytes = self.bytes;
+        if bytes.get(self.at) != Some(&b'"') {
             return None;
         }
-        let value_start = skip_whitespace(bytes, at + 1);
-        let value_end = match known.iter().find(|range| range.start == value_start) {
+        let key_start = self.at + 1;
+        let key_end = string_end(bytes, self.at)?;
+        let colon = skip_whitespace(bytes, key_end);
+        if bytes.get(colon) != Some(&b':') {
+            return None;
+        }
+        let value_start = skip_whitespace(bytes, colon + 1);
+        let value_end = match self.known.iter().find(|range| range.start == value_start) {
             Some(range) => range.end,
             None => value_end(bytes, value_start)?,
         };
-        members.push(JsonMember {
-            key: key_start..key_end - 1,
-            value: value_start..value_end,
-        });
-        at = skip_whitespace(bytes, value_end);
-        match bytes.get(at)? {
-            b',' => at = skip_whitespace(bytes, at + 1),
-            b'}' => return Some(members),
+        let next = skip_whitespace(bytes, value_end);
+        match bytes.get(next)? {
+            b',' => self.at = skip_whitespace(bytes, next + 1),
+            b'}' => {
+                self.complete = true;
+                self.finished = true;
+            }
             _ => return None,
         }
+        Some(JsonMember {
+            key: key_start..key_end - 1,
+            value: value_start..value_end,
+        })
+    }
+}
+
+impl Iterator for Members<'_> {
+    type Item = JsonMember;
+
+    fn next(&mut self) -> Option<JsonMember> {
+        if self.finished {
+            return None;
+        }
+        let member = self.member();
+        if member.is_none() {
+            self.finished = true;
+        }
+        member
     }
 }
 
@@ -141,57 +185,101 @@ impl AuditEvent {
             .flatten()
             .cloned()
             .collect();
-        let members = members_skipping(&self.text, &known).filter(|members| {
-            members.iter().all(|member| {
-                self.text
-                    .get(member.key.clone())
-                    .is_some_and(|key| !key.contains('\\'))
-            })
-        });
-        let Some(members) = members else {
-            *self = self.rebuilt_by_edit(level, request, response)?;
-            return Ok(());
-        };
-        let level_json = format!("\"{}\"", level.as_str());
-        let mut out = Spliced::with_capacity(self.text.len() + level_json.len() + 10);
-        let (mut request_seen, mut response_seen, mut level_seen) = (false, false, false);
-        for member in &members {
-            let whole = member.whole();
-            let (Some(text), Some(head)) = (
-                self.text.get(whole.clone()),
-                self.text.get(whole.start..member.value.start),
-            ) else {
+        match self.spliced(&known, level, request, response) {
+            Some(out) => {
+                self.text = out.text;
+                self.request_object = out.request;
+                self.response_object = out.response;
+                self.header.level = Some(level);
+                Ok(())
+            }
+            None => {
                 *self = self.rebuilt_by_edit(level, request, response)?;
-                return Ok(());
-            };
-            if member.is(&self.text, REQUEST_OBJECT) {
-                request_seen = true;
-                out.request = out.body(head, text, member, request);
-            } else if member.is(&self.text, RESPONSE_OBJECT) {
-                response_seen = true;
-                out.response = out.body(head, text, member, response);
-            } else if member.is(&self.text, LEVEL) {
-                level_seen = true;
-                out.push(head, &level_json);
-            } else {
-                out.push(text, "");
+                Ok(())
             }
         }
-        if !level_seen {
+    }
+
+    /// The text of [`AuditEvent::rebuild`]; `None` when the text cannot be followed.
+    ///
+    /// Members are located one by one only until `level` and every body that
+    /// changes have been met; the rest of the text is copied as it is.
+    fn spliced(
+        &self,
+        known: &[Range<usize>],
+        level: Level,
+        request: BodyChange<'_>,
+        response: BodyChange<'_>,
+    ) -> Option<Spliced> {
+        let level_json = format!("\"{}\"", level.as_str());
+        let mut out = Spliced::with_capacity(self.text.len() + level_json.len() + 10);
+        let pending = |change: BodyChange<'_>, body: &Option<Range<usize>>| match change {
+            BodyChange::Keep => false,
+            BodyChange::Remove => body.is_some(),
+            BodyChange::Replace(_) => true,
+        };
+        let mut pending_request = pending(request, &self.request_object);
+        let mut pending_response = pending(response, &self.response_object);
+        let mut pending_level = true;
+        let mut members = Members::new(&self.text, known)?;
+        for member in members.by_ref() {
+            let whole = member.whole();
+            let key = self.text.get(member.key.clone())?;
+            if key.contains('\\') {
+                return None;
+            }
+            let text = self.text.get(whole.clone())?;
+            let head = self.text.get(whole.start..member.value.start)?;
+            match key {
+                REQUEST_OBJECT => {
+                    pending_request = false;
+                    out.request = out.body(head, text, &member, request);
+                }
+                RESPONSE_OBJECT => {
+                    pending_response = false;
+                    out.response = out.body(head, text, &member, response);
+                }
+                LEVEL => {
+                    pending_level = false;
+                    out.push(head, &level_json);
+                }
+                _ => {
+                    out.push(text, "");
+                }
+            }
+            if !(pending_level || pending_request || pending_response) {
+                // Everything after this member stays as it is (up to and with the closing brace).
+                let rest = self.text.get(member.value.end..)?;
+                let shift = |range: &Range<usize>| {
+                    (range.start >= member.value.end).then(|| {
+                        let start = range.start - member.value.end + out.text.len();
+                        start..start + range.len()
+                    })
+                };
+                if out.request.is_none() && matches!(request, BodyChange::Keep) {
+                    out.request = self.request_object.as_ref().and_then(shift);
+                }
+                if out.response.is_none() && matches!(response, BodyChange::Keep) {
+                    out.response = self.response_object.as_ref().and_then(shift);
+                }
+                out.text.push_str(rest);
+                return Some(out);
+            }
+        }
+        if !members.complete {
+            return None;
+        }
+        if pending_level {
             out.push("\"level\":", &level_json);
         }
-        if let (false, BodyChange::Replace(raw)) = (request_seen, request) {
+        if let (true, BodyChange::Replace(raw)) = (pending_request, request) {
             out.request = Some(out.push("\"requestObject\":", raw.get()));
         }
-        if let (false, BodyChange::Replace(raw)) = (response_seen, response) {
+        if let (true, BodyChange::Replace(raw)) = (pending_response, response) {
             out.response = Some(out.push("\"responseObject\":", raw.get()));
         }
         out.text.push('}');
-        self.text = out.text;
-        self.request_object = out.request;
-        self.response_object = out.response;
-        self.header.level = Some(level);
-        Ok(())
+        Some(out)
     }
 
     /// [`AuditEvent::rebuild`] through an edit of the parsed top-level members.
@@ -397,15 +485,23 @@ mod tests {
             BodyChange::Replace(&replacement),
         ];
         let without_level = EVENT.replace(r#""level":"RequestResponse","#, "");
+        let level_last = without_level.replace(r#""future""#, r#""level":"Request","future""#);
         let without_bodies = r#"{"auditID":"a","stage":"ResponseComplete","verb":"get","user":{"username":"u"},"level":"Metadata"}"#;
-        for text in [EVENT, &without_level, without_bodies] {
+        let spaced = r#"{ "level" : "Request" , "requestObject" : { "a" : 1 } , "auditID":"a","stage":"ResponseComplete","verb":"get","user":{"username":"u"} }"#;
+        for text in [EVENT, &without_level, &level_last, without_bodies, spaced] {
             let original = event(text);
             for request in changes {
                 for response in changes {
                     let mut rebuilt = original.clone();
                     rebuilt.rebuild(Level::Metadata, request, response).unwrap();
                     let expected = by_edit(&original, Level::Metadata, request, response);
-                    assert_eq!(rebuilt, expected, "{text} {request:?} {response:?}");
+                    if text == spaced {
+                        // The edit writes members compactly; the splice keeps the spaces.
+                        assert_eq!(rebuilt.to_value().unwrap(), expected.to_value().unwrap());
+                        assert_eq!(rebuilt.header(), expected.header());
+                    } else {
+                        assert_eq!(rebuilt, expected, "{text} {request:?} {response:?}");
+                    }
                     assert_eq!(rebuilt, event(rebuilt.as_json()));
                 }
             }

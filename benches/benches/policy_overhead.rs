@@ -12,6 +12,9 @@
 //! is not counted (their effect on the caches still is); the fastest
 //! wall-clock time is shown beside it.
 //!
+//! `--rounds=N` changes the number of runs, `--only=VARIANT` runs one variant
+//! (for instruction counts under `valgrind --tool=callgrind`).
+//!
 //! `header_reads` is a reference: it only reads the header fields a policy
 //! decides on, and passes every event on.
 //!
@@ -32,6 +35,7 @@ use auditflow_core::event::Event;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const EVENTS: usize = 10_000;
+/// Runs of each variant in each layout, unless `--rounds=N` says otherwise.
 const ROUNDS: usize = 60;
 
 /// One variant: its name and the transforms between decoding and writing.
@@ -109,6 +113,11 @@ fn main() {
     if std::env::args().any(|arg| arg == "--list") {
         return;
     }
+    // `--rounds=N` and `--only=VARIANT` (for instruction counts under callgrind).
+    let option =
+        |name: &str| std::env::args().find_map(|arg| arg.strip_prefix(name).map(str::to_string));
+    let rounds = option("--rounds=").map_or(ROUNDS, |n| n.parse().expect("--rounds=N"));
+    let only = option("--only=");
     let lines = sample_lines(EVENTS, 1);
     let variant = |name, transforms| Variant {
         name,
@@ -134,7 +143,10 @@ fn main() {
         variant("header_reads", vec![Box::new(HeaderReads)]),
     ];
     let mut out = Vec::new();
-    for round in 0..ROUNDS {
+    if let Some(only) = &only {
+        variants.retain(|variant| variant.name == only);
+    }
+    for round in 0..rounds {
         // Each round starts with another variant, so none always runs right after the same one.
         variants.rotate_left(usize::from(round > 0));
         for (slot, (layout, _)) in LAYOUTS.iter().enumerate() {
@@ -155,7 +167,7 @@ fn main() {
             }
         }
     }
-    println!("fastest of {ROUNDS} runs each, in CPU time of the thread (wall-clock beside it)");
+    println!("fastest of {rounds} runs each, in CPU time of the thread (wall-clock beside it)");
     variants.sort_by_key(|variant| VARIANT_ORDER.iter().position(|name| *name == variant.name));
     for (slot, (_, title)) in LAYOUTS.iter().enumerate() {
         println!("{title}:");

@@ -13,7 +13,7 @@
 //! wall-clock time is shown beside it.
 //!
 //! `--rounds=N` changes the number of runs, `--only=VARIANT` runs one variant
-//! (for instruction counts under `valgrind --tool=callgrind`).
+//! (to profile one variant, e.g. under `perf record`).
 //!
 //! `header_reads` is a reference: it only reads the header fields a policy
 //! decides on, and passes every event on.
@@ -113,7 +113,7 @@ fn main() {
     if std::env::args().any(|arg| arg == "--list") {
         return;
     }
-    // `--rounds=N` and `--only=VARIANT` (for instruction counts under callgrind).
+    // `--rounds=N` and `--only=VARIANT` (to profile one variant).
     let option =
         |name: &str| std::env::args().find_map(|arg| arg.strip_prefix(name).map(str::to_string));
     let rounds = option("--rounds=").map_or(ROUNDS, |n| n.parse().expect("--rounds=N"));

@@ -19,6 +19,9 @@ use super::json::compact_json;
 use super::scan::{read_document, Item, Wire};
 use super::EventError;
 
+mod splice;
+pub use splice::{array_items, object_members, BodyChange, JsonMember};
+
 /// The stage of request handling at which an audit event was generated.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Stage {

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use alert::{Alert, Priority};
+pub use audit::{array_items, object_members, BodyChange, JsonMember};
 pub use audit::{
     decode_document, decode_document_each, decode_document_owned, AuditEvent, AuditEventEdit,
     DecodedDocument, ItemError, Level, Stage,

@@ -9,20 +9,23 @@
 //! that needs none of this is passed on untouched, without being parsed; an
 //! edited one keeps every other field byte for byte.
 
-use auditflow_core::event::{AuditEvent, AuditEventEdit, EventError, Level};
-use indexmap::IndexMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+use auditflow_core::event::{
+    array_items, object_members, AuditEvent, BodyChange, EventError, Level,
+};
 use serde_json::value::RawValue;
-use serde_json::Value;
 
 use super::checker::Decision;
 
-/// What applying a decision does to an event.
+/// What applying a decision did to an event.
 #[derive(Debug)]
 pub enum Applied {
     /// The event is already as the decision wants it.
     Unchanged,
-    /// The event with bodies removed and its level set.
-    Edited(Box<AuditEvent>),
+    /// The event's bodies were removed or stripped and its level set.
+    Edited,
     /// The event is not logged.
     Dropped(DropReason),
 }
@@ -46,9 +49,6 @@ impl DropReason {
     }
 }
 
-const REQUEST_OBJECT: &str = "requestObject";
-const RESPONSE_OBJECT: &str = "responseObject";
-
 /// The level an event ends up at: the lower of the one it was logged at and the decided one.
 pub fn effective_level(event: &AuditEvent, decided: Level) -> Level {
     event
@@ -57,8 +57,9 @@ pub fn effective_level(event: &AuditEvent, decided: Level) -> Level {
         .map_or(decided, |logged| logged.min(decided))
 }
 
-/// Applies a decision to an event.
-pub fn apply(event: &AuditEvent, decision: &Decision<'_>) -> Result<Applied, EventError> {
+/// Applies a decision to an event; an edit changes the event in place (a copy, if it is shared).
+pub fn apply(shared: &mut Arc<AuditEvent>, decision: &Decision<'_>) -> Result<Applied, EventError> {
+    let event: &AuditEvent = shared;
     if decision.level == Level::None {
         return Ok(Applied::Dropped(DropReason::LevelNone));
     }
@@ -70,111 +71,110 @@ pub fn apply(event: &AuditEvent, decision: &Decision<'_>) -> Result<Applied, Eve
         // Logged at None (some exports keep such events): nothing to keep.
         return Ok(Applied::Dropped(DropReason::LevelNone));
     }
-    let drop_request = level < Level::Request && event.request_object().is_some();
-    let drop_response = level < Level::RequestResponse && event.response_object().is_some();
-    let keeps_managed_fields = |body: Option<&str>, dropped: bool| {
-        !dropped && body.is_some_and(|text| text.contains("\"managedFields\""))
+    let keeps_request = level >= Level::Request;
+    let keeps_response = level >= Level::RequestResponse;
+    let stripped = |body: Option<&str>, kept: bool| {
+        body.filter(|_| kept && decision.omit_managed_fields)
+            .and_then(without_managed_fields)
     };
-    let strip_request =
-        decision.omit_managed_fields && keeps_managed_fields(event.request_object(), drop_request);
-    let strip_response = decision.omit_managed_fields
-        && keeps_managed_fields(event.response_object(), drop_response);
-    let set_level = event.header().level() != Some(level);
-    if !(drop_request || drop_response || strip_request || strip_response || set_level) {
+    let stripped_request = stripped(event.request_object(), keeps_request);
+    let stripped_response = stripped(event.response_object(), keeps_response);
+    let request = body_change(
+        event.request_object(),
+        keeps_request,
+        stripped_request.as_deref(),
+    );
+    let response = body_change(
+        event.response_object(),
+        keeps_response,
+        stripped_response.as_deref(),
+    );
+    let unchanged = |change: &BodyChange<'_>| matches!(change, BodyChange::Keep);
+    if unchanged(&request) && unchanged(&response) && event.header().level() == Some(level) {
         return Ok(Applied::Unchanged);
     }
-    let mut edit = event.edit()?;
-    if drop_request {
-        edit.remove(REQUEST_OBJECT);
-    }
-    if drop_response {
-        edit.remove(RESPONSE_OBJECT);
-    }
-    for (strip, body) in [
-        (strip_request, REQUEST_OBJECT),
-        (strip_response, RESPONSE_OBJECT),
-    ] {
-        if strip {
-            remove_managed_fields(&mut edit, body)?;
-        }
-    }
-    if set_level {
-        edit.set("level", &Value::from(level.as_str()))?;
-    }
-    edit.finish().map(|event| Applied::Edited(Box::new(event)))
+    Arc::make_mut(shared).rebuild(level, request, response)?;
+    Ok(Applied::Edited)
 }
 
-/// Removes `metadata.managedFields` from a body, or from each item of a list body.
+/// What becomes of a body: removed when the level does not keep it, else the stripped one if any.
+fn body_change<'a>(
+    body: Option<&str>,
+    kept: bool,
+    stripped: Option<&'a RawValue>,
+) -> BodyChange<'a> {
+    match (body, kept, stripped) {
+        (None, _, _) => BodyChange::Keep,
+        (Some(_), false, _) => BodyChange::Remove,
+        (Some(_), true, Some(stripped)) => BodyChange::Replace(stripped),
+        (Some(_), true, None) => BodyChange::Keep,
+    }
+}
+
+/// A body without `metadata.managedFields` (its own, and each list item's), if it had any.
 ///
-/// Works on raw JSON: only the body's top level, its `metadata` and the items
-/// of a list are parsed, so everything else is written back as it was.
-fn remove_managed_fields(edit: &mut AuditEventEdit, body: &str) -> Result<bool, EventError> {
-    let Some(mut object) = edit.get(body).and_then(raw_object) else {
-        return Ok(false);
-    };
-    let mut changed = strip_managed_fields(&mut object)?;
-    if let Some(items) = object.get("items") {
-        if let Some(items) = strip_from_items(items)? {
-            object.insert("items".to_string(), items);
-            changed = true;
-        }
-    }
-    if changed {
-        edit.set_raw(body, to_raw(&object)?);
-    }
-    Ok(changed)
-}
-
-type RawObject = IndexMap<String, Box<RawValue>>;
-
-/// The top-level fields of a JSON object, each as raw JSON; `None` for anything else.
-fn raw_object(text: &str) -> Option<RawObject> {
-    text.trim_start()
-        .starts_with('{')
-        .then(|| serde_json::from_str(text).ok())
-        .flatten()
-}
-
-fn to_raw<T: serde::Serialize>(value: &T) -> Result<Box<RawValue>, EventError> {
-    serde_json::value::to_raw_value(value).map_err(EventError::from_json)
-}
-
-/// Removes `managedFields` from an object's `metadata`; returns whether it was there.
-fn strip_managed_fields(object: &mut RawObject) -> Result<bool, EventError> {
-    let Some(metadata) = object.get("metadata") else {
-        return Ok(false);
-    };
-    if !metadata.get().contains("\"managedFields\"") {
-        return Ok(false);
-    }
-    let Some(mut metadata) = raw_object(metadata.get()) else {
-        return Ok(false);
-    };
-    if metadata.shift_remove("managedFields").is_none() {
-        return Ok(false);
-    }
-    object.insert("metadata".to_string(), to_raw(&metadata)?);
-    Ok(true)
-}
-
-/// The items of a list with `managedFields` removed from each, if any had it.
-fn strip_from_items(items: &RawValue) -> Result<Option<Box<RawValue>>, EventError> {
-    if !items.get().contains("\"managedFields\"") {
-        return Ok(None);
-    }
-    let Ok(mut items) = serde_json::from_str::<Vec<Box<RawValue>>>(items.get()) else {
-        return Ok(None);
-    };
-    let mut changed = false;
-    for item in items.iter_mut() {
-        if let Some(mut object) = raw_object(item.get()) {
-            if strip_managed_fields(&mut object)? {
-                *item = to_raw(&object)?;
-                changed = true;
+/// Works on the raw JSON: the members are only located, and the body is written
+/// back with those members cut out, every other byte as it was.
+fn without_managed_fields(body: &str) -> Option<Box<RawValue>> {
+    memchr::memmem::find(body.as_bytes(), MANAGED_FIELDS_KEY.as_bytes())?;
+    let members = object_members(body)?;
+    let mut cuts = Vec::new();
+    for member in &members {
+        if member.is(body, "metadata") {
+            cuts.extend(managed_fields_cut(body, member.value.clone()));
+        } else if member.is(body, "items") {
+            let items = body.get(member.value.clone()).and_then(array_items);
+            for item in items.into_iter().flatten() {
+                let item = offset(item, member.value.start);
+                if let Some(metadata) = metadata_of(body, item) {
+                    cuts.extend(managed_fields_cut(body, metadata));
+                }
             }
         }
     }
-    Ok(if changed { Some(to_raw(&items)?) } else { None })
+    if cuts.is_empty() {
+        return None;
+    }
+    let mut text = String::with_capacity(body.len());
+    let mut at = 0;
+    for cut in cuts {
+        text.push_str(body.get(at..cut.start)?);
+        at = cut.end;
+    }
+    text.push_str(body.get(at..)?);
+    RawValue::from_string(text).ok()
+}
+
+const MANAGED_FIELDS_KEY: &str = "\"managedFields\"";
+
+/// The part of `body` to cut to remove `managedFields` from the object at `metadata` (with a comma).
+fn managed_fields_cut(body: &str, metadata: Range<usize>) -> Option<Range<usize>> {
+    let text = body.get(metadata.clone())?;
+    let members = object_members(text)?;
+    let index = members.iter().position(|m| m.is(text, "managedFields"))?;
+    let this = members.get(index)?.whole();
+    let cut = match (
+        index.checked_sub(1).and_then(|i| members.get(i)),
+        members.get(index + 1),
+    ) {
+        (_, Some(next)) => this.start..next.whole().start,
+        (Some(previous), None) => previous.value.end..this.end,
+        (None, None) => this,
+    };
+    Some(offset(cut, metadata.start))
+}
+
+/// Where the `metadata` of the object at `object` in `body` is.
+fn metadata_of(body: &str, object: Range<usize>) -> Option<Range<usize>> {
+    let text = body.get(object.clone())?;
+    let metadata = object_members(text)?
+        .into_iter()
+        .find(|member| member.is(text, "metadata"))?;
+    Some(offset(metadata.value, object.start))
+}
+
+fn offset(range: Range<usize>, by: usize) -> Range<usize> {
+    range.start + by..range.end + by
 }
 
 #[cfg(test)]
@@ -194,16 +194,27 @@ mod tests {
         .unwrap()
     }
 
-    fn applied(event: &AuditEvent) -> Applied {
+    /// What applying the policy did, and the event afterwards.
+    fn applied_to(event: &AuditEvent) -> (Applied, AuditEvent) {
         let policy = Policy::parse(POLICY).unwrap();
         let decision = policy.decide(&RequestAttributes::of(event.header()));
-        apply(event, &decision).unwrap()
+        let mut shared = Arc::new(event.clone());
+        let applied = apply(&mut shared, &decision).unwrap();
+        (applied, (*shared).clone())
+    }
+
+    fn applied(event: &AuditEvent) -> Applied {
+        let (applied, after) = applied_to(event);
+        if !matches!(applied, Applied::Edited) {
+            assert_eq!(&after, event, "only an edit changes the event");
+        }
+        applied
     }
 
     fn edited(event: &AuditEvent) -> AuditEvent {
-        match applied(event) {
-            Applied::Edited(event) => *event,
-            other => panic!("expected an edit, got {other:?}"),
+        match applied_to(event) {
+            (Applied::Edited, event) => event,
+            (other, _) => panic!("expected an edit, got {other:?}"),
         }
     }
 
@@ -240,7 +251,7 @@ mod tests {
             "configmaps",
         );
         let result = edited(&create);
-        assert_eq!(result.header().level(), Some(Level::Request));
+        assert_eq!(result.header().level, Some(Level::Request));
         assert_eq!(result.response_object(), None);
         assert_eq!(
             result.request_object(),
@@ -274,7 +285,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            edited(&without_level).header().level(),
+            edited(&without_level).header().level,
             Some(Level::RequestResponse)
         );
     }
@@ -303,5 +314,29 @@ mod tests {
                 r#"{"kind":"ConfigMapList","metadata":{},"items":[{"metadata":{"name":"a"}},{"metadata":{"name":"b"}}]}"#
             )
         );
+    }
+
+    #[test]
+    fn managed_fields_are_cut_wherever_they_are_in_metadata() {
+        let cases = [
+            (
+                r#"{"metadata":{"managedFields":[{"a":"}"}],"name":"n"},"spec":{}}"#,
+                Some(r#"{"metadata":{"name":"n"},"spec":{}}"#),
+            ),
+            (
+                r#"{"metadata":{"name":"n", "managedFields" : [] },"x":"\"managedFields\""}"#,
+                Some(r#"{"metadata":{"name":"n" },"x":"\"managedFields\""}"#),
+            ),
+            (
+                r#"{"metadata":{"managedFields":null}}"#,
+                Some(r#"{"metadata":{}}"#),
+            ),
+            (r#"{"spec":{"managedFields":[]}}"#, None),
+            (r#""managedFields""#, None),
+        ];
+        for (body, expected) in cases {
+            let stripped = without_managed_fields(body);
+            assert_eq!(stripped.as_ref().map(|raw| raw.get()), expected, "{body}");
+        }
     }
 }

@@ -192,19 +192,48 @@ pub struct RuleMismatch {
 
 impl Policy {
     /// The level and options of the first rule matching the request.
+    ///
+    /// Only the rules that can match the request's verb and kind of request are
+    /// tried (see [`RuleIndex`](super::index::RuleIndex)), in policy order.
     pub fn decide(&self, request: &RequestAttributes<'_>) -> Decision<'_> {
-        for (index, rule) in self.rules.iter().enumerate() {
-            if rule.matches(request) {
-                return Decision {
-                    level: rule.level,
-                    rule: Some(index),
-                    omit_stages: &rule.omit_stages,
-                    omit_managed_fields: rule
-                        .omit_managed_fields
-                        .unwrap_or(self.omit_managed_fields),
-                };
-            }
+        let candidates = self.index().candidates(request.verb);
+        let indexes = match request.target {
+            Target::Resource { .. } => &candidates.resource,
+            Target::NonResource { .. } => &candidates.non_resource,
+        };
+        let rules = self.rules();
+        let matching = indexes.iter().find_map(|&index| {
+            rules
+                .get(index)
+                .filter(|rule| rule.matches_but_verbs(request))
+                .map(|rule| (index, rule))
+        });
+        match matching {
+            Some((index, rule)) => self.decision(index, rule),
+            None => self.no_match(),
         }
+    }
+
+    /// [`Policy::decide`] trying every rule in order, as upstream does.
+    #[cfg(test)]
+    pub(crate) fn decide_in_order(&self, request: &RequestAttributes<'_>) -> Decision<'_> {
+        let rules = self.rules().iter().enumerate();
+        match rules.into_iter().find(|(_, rule)| rule.matches(request)) {
+            Some((index, rule)) => self.decision(index, rule),
+            None => self.no_match(),
+        }
+    }
+
+    fn decision<'p>(&'p self, index: usize, rule: &'p Rule) -> Decision<'p> {
+        Decision {
+            level: rule.level,
+            rule: Some(index),
+            omit_stages: &rule.omit_stages,
+            omit_managed_fields: rule.omit_managed_fields.unwrap_or(self.omit_managed_fields),
+        }
+    }
+
+    fn no_match(&self) -> Decision<'_> {
         Decision {
             level: Level::None,
             rule: None,
@@ -216,7 +245,7 @@ impl Policy {
     /// For each rule before the matching one (all rules when none matches), the conditions that failed.
     pub fn explain(&self, request: &RequestAttributes<'_>) -> Vec<RuleMismatch> {
         let mut mismatches = Vec::new();
-        for (index, rule) in self.rules.iter().enumerate() {
+        for (index, rule) in self.rules().iter().enumerate() {
             let failed = rule.failed_conditions(request);
             if failed.is_empty() {
                 break;
@@ -244,10 +273,21 @@ const CONDITIONS: [Condition; 6] = [
     ("nonResourceURLs", Rule::non_resource_urls_match),
 ];
 
+/// Where `verbs` is in [`CONDITIONS`].
+const VERBS_CONDITION: usize = 2;
+
 impl Rule {
     /// Whether the rule matches the request.
     pub fn matches(&self, request: &RequestAttributes<'_>) -> bool {
         CONDITIONS.iter().all(|(_, holds)| holds(self, request))
+    }
+
+    /// Whether every condition but `verbs` holds (the rule index checked the verb).
+    fn matches_but_verbs(&self, request: &RequestAttributes<'_>) -> bool {
+        CONDITIONS
+            .iter()
+            .enumerate()
+            .all(|(index, (_, holds))| index == VERBS_CONDITION || holds(self, request))
     }
 
     /// The fields of the conditions that do not hold.

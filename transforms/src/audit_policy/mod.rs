@@ -18,6 +18,7 @@
 
 pub mod apply;
 pub mod checker;
+mod index;
 pub mod policy;
 
 use std::path::PathBuf;
@@ -144,23 +145,16 @@ struct AuditPolicy {
 
 impl Transform for AuditPolicy {
     fn transform(&mut self, batch: Vec<Event>, output: &mut TransformOutput) {
-        for event in batch {
-            let Some(audit) = event.as_audit() else {
+        for mut event in batch {
+            let Payload::Audit(audit) = &mut event.payload else {
                 output.push(event);
                 continue;
             };
             let decision = self.policy.decide(&RequestAttributes::of(audit.header()));
             match apply(audit, &decision) {
-                Ok(Applied::Unchanged) => {
+                Ok(Applied::Unchanged | Applied::Edited) => {
                     self.metrics
-                        .kept(apply::effective_level(audit, decision.level));
-                    output.push(event);
-                }
-                Ok(Applied::Edited(edited)) => {
-                    self.metrics
-                        .kept(edited.header().level().unwrap_or(decision.level));
-                    let mut event = event;
-                    event.payload = Payload::Audit(Arc::new(*edited));
+                        .kept(audit.header().level().unwrap_or(decision.level));
                     output.push(event);
                 }
                 Ok(Applied::Dropped(reason)) => self.metrics.dropped(reason),

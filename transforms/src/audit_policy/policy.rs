@@ -13,11 +13,15 @@ use std::path::Path;
 use auditflow_core::event::{Level, Stage};
 use serde::Deserialize;
 
+use super::index::RuleIndex;
+
 /// A checked audit policy: its rules in order, and the policy-wide options.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     /// The rules; the first that matches decides.
-    pub rules: Vec<Rule>,
+    rules: Vec<Rule>,
+    /// Which rules can match a request, by verb and kind of request.
+    index: RuleIndex,
     /// Stages never logged, whatever rule matches (joined with each rule's own).
     pub omit_stages: Vec<Stage>,
     /// Whether `metadata.managedFields` is removed from bodies, unless a rule says otherwise.
@@ -142,6 +146,16 @@ const STAGES: [&str; 4] = [
 ];
 
 impl Policy {
+    /// The rules, in order; the first that matches decides.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Which rules can match a request, by verb and kind of request.
+    pub(crate) fn index(&self) -> &RuleIndex {
+        &self.index
+    }
+
     /// Reads and checks a policy file.
     pub fn load(path: &Path) -> Result<Policy, Vec<PolicyError>> {
         let text = std::fs::read_to_string(path).map_err(|error| {
@@ -209,7 +223,7 @@ impl PolicyDocument {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let rules = rules
+        let rules: Vec<Rule> = rules
             .into_iter()
             .map(|rule| Rule {
                 omit_stages: union(&omit_stages, &rule.omit_stages),
@@ -217,6 +231,7 @@ impl PolicyDocument {
             })
             .collect();
         Ok(Policy {
+            index: RuleIndex::new(&rules),
             rules,
             omit_stages,
             omit_managed_fields: self.omit_managed_fields,

@@ -304,7 +304,7 @@ fn every_matching_form_behaves_as_upstream() {
         let policy = policy(&text);
         let request = RequestAttributes::of(event.header());
         assert_eq!(
-            policy.rules[0].matches(&request),
+            policy.rules()[0].matches(&request),
             expected,
             "rule `{rule}` on {}",
             event.as_json()
@@ -397,4 +397,46 @@ fn explain_names_every_failed_condition_of_the_earlier_rules() {
         "group \"\", resource pods, name \"p\""
     );
     assert_eq!(request.describe("nonResourceURLs"), "a resource request");
+}
+
+/// The indexed decision is the first matching rule, as trying every rule in order gives.
+#[test]
+fn the_rule_index_decides_as_trying_every_rule_in_order() {
+    let cases = table();
+    let rules: Vec<String> = cases
+        .iter()
+        .map(|(rule, _, _)| match *rule {
+            "{}" => "- level: Metadata\n".to_string(),
+            rule => format!("- level: Request\n  {rule}\n"),
+        })
+        .collect();
+    let forward = policy(&rules.concat());
+    let backward = policy(&rules.iter().rev().cloned().collect::<String>());
+    let example = Policy::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/policy.yaml"),
+    )
+    .unwrap();
+    let mut generator = auditflow_core::generate::Generator::new(Default::default());
+    let generated: Vec<AuditEvent> = (0..3000)
+        .map(|_| {
+            let mut line = String::new();
+            generator.next_event(&mut line);
+            AuditEvent::parse(&line).unwrap()
+        })
+        .collect();
+    let events = cases.iter().map(|(_, event, _)| event).chain(&generated);
+    let mut decided = 0;
+    for event in events {
+        let request = RequestAttributes::of(event.header());
+        for policy in [&forward, &backward, &example] {
+            assert_eq!(
+                policy.decide(&request),
+                policy.decide_in_order(&request),
+                "{}",
+                event.as_json()
+            );
+            decided += usize::from(policy.decide(&request).rule.is_some());
+        }
+    }
+    assert!(decided > 3000, "{decided}");
 }

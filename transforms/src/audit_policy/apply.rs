@@ -251,7 +251,7 @@ mod tests {
             "configmaps",
         );
         let result = edited(&create);
-        assert_eq!(result.header().level, Some(Level::Request));
+        assert_eq!(result.header().level(), Some(Level::Request));
         assert_eq!(result.response_object(), None);
         assert_eq!(
             result.request_object(),
@@ -285,7 +285,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            edited(&without_level).header().level,
+            edited(&without_level).header().level(),
             Some(Level::RequestResponse)
         );
     }

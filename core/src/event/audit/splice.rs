@@ -521,7 +521,7 @@ mod tests {
                 ""
             )
         );
-        assert_eq!(rebuilt.header().level, Some(Level::Request));
+        assert_eq!(rebuilt.header().level(), Some(Level::Request));
         assert_eq!(
             rebuilt.request_object(),
             Some(r#"{"kind":"ConfigMap","data":{"k":"v \"}{]["}}"#)
@@ -534,7 +534,7 @@ mod tests {
         rebuilt
             .rebuild(Level::Metadata, BodyChange::Remove, BodyChange::Remove)
             .unwrap();
-        assert_eq!(rebuilt.header().level, Some(Level::Metadata));
+        assert_eq!(rebuilt.header().level(), Some(Level::Metadata));
         assert_eq!(rebuilt.as_json().matches("evel\":").count(), 2);
         assert_eq!(rebuilt, event(rebuilt.as_json()));
     }

@@ -187,6 +187,8 @@ impl AuditEvent {
             .collect();
         match self.spliced(&known, level, request, response) {
             Some(out) => {
+                // The header's strings are places in the old text: copy them out first.
+                self.header = self.header.detached(&self.text);
                 self.text = out.text;
                 self.request_object = out.request;
                 self.response_object = out.response;

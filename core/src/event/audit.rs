@@ -289,7 +289,7 @@ fn describe_json_start(text: &str) -> Option<&'static str> {
 }
 
 fn kind_of(wire: &Wire<'_>) -> Result<DocumentKind, EventError> {
-    if let Some(api_version) = wire.api_version.as_ref().map(|v| v.get(wire.text)) {
+    if let Some(api_version) = wire.api_version.map(|v| wire.source().get(v)) {
         if !api_version.starts_with("audit.k8s.io/") {
             return Err(EventError::NotAudit(format!(
                 "apiVersion is `{api_version}`, expected audit.k8s.io/v1 or audit.k8s.io/v1beta1"
@@ -523,6 +523,7 @@ fn header_from_wire(wire: Wire<'_>) -> Result<HeaderFields, EventError> {
         request_received_timestamp: wire.request_received_timestamp,
         stage_timestamp: wire.stage_timestamp,
         annotations: wire.annotations.unwrap_or_default(),
+        pool: wire.pool,
     })
 }
 

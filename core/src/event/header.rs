@@ -1,67 +1,186 @@
 //! The typed header of an audit event, kept as places in the event's own text.
 //!
 //! Decoding does not copy the header's strings out of the event: a string is
-//! kept as its byte range in the event's text; one with escapes (`\"`,
-//! `\u00e9`) is resolved into its own copy the first time it is read (see
-//! [`Text`]). [`AuditHeader`] and the views it
-//! hands out ([`UserInfo`], [`ObjectReference`], [`ResponseStatus`],
-//! [`TextList`]) pair these places with the text and give plain `&str`s.
+//! kept as its byte range in the event's text ([`Text`], two `u32`s). The few
+//! strings that cannot be read from the text as they are (those written with
+//! escapes such as `\"` or `\u00e9`, resolved while reading; strings copied
+//! out of an event being edited) are kept in the header's own buffer, and the
+//! header's lists (`sourceIPs`, `groups`, annotations) are ranges of one small
+//! list of places held inline ([`TextPool`]). A decoded header is therefore a
+//! few hundred bytes with no allocation of its own in the common case.
+//! [`AuditHeader`] and the views it hands out ([`UserInfo`],
+//! [`ObjectReference`], [`ResponseStatus`], [`TextList`]) pair these places
+//! with the text and give plain `&str`s.
 
 use std::fmt;
-use std::sync::OnceLock;
+use std::num::NonZeroU32;
+
+use smallvec::SmallVec;
 
 use super::audit::{Level, Stage};
-use super::scan::unescape;
 
-/// One string of the header: a range of the event's text, or its own copy.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Text {
-    /// The string's contents are the text's bytes `start..end`, as written.
-    Span(u32, u32),
-    /// The contents at `start..end` hold escapes (checked when read): they
-    /// are resolved the first time the string is asked for, and kept.
-    Escaped(u32, u32, OnceLock<Box<str>>),
-    /// The string's resolved contents (after an edit, or beyond 4 GiB of text).
-    Owned(Box<str>),
+/// Set in [`Text`]'s end: the string is in the header's own buffer, not in the event's text.
+const OWN: u32 = 1 << 31;
+
+/// The largest offset a [`Text`] can name.
+const MAX_OFFSET: usize = (OWN - 1) as usize;
+
+/// One string of the header: a range of the event's text, or of the header's own buffer.
+///
+/// `end` holds the [`OWN`] flag; it is never zero (a string of an event's text
+/// starts after the event's `{"`), which lets an `Option<Text>` take 8 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Text {
+    start: u32,
+    end: NonZeroU32,
 }
 
 impl Text {
-    /// The string, given the text of the event it was read from.
-    pub(super) fn get<'a>(&'a self, text: &'a str) -> &'a str {
-        match self {
-            Text::Span(start, end) => span(text, *start, *end),
-            Text::Escaped(start, end, resolved) => resolved.get_or_init(|| {
-                unescape(span(text, *start, *end))
-                    .unwrap_or_default()
-                    .into_boxed_str()
-            }),
-            Text::Owned(value) => value,
+    /// The string at `start..end` of the event's text, if those offsets can be kept.
+    pub(super) fn in_text(start: usize, end: usize) -> Option<Text> {
+        if end > MAX_OFFSET {
+            return None;
+        }
+        Some(Text {
+            start: u32::try_from(start).ok()?,
+            end: NonZeroU32::new(u32::try_from(end).ok()?)?,
+        })
+    }
+
+    /// The string at `start..end` of the header's own buffer.
+    fn in_own(start: usize, end: usize) -> Option<Text> {
+        if end > MAX_OFFSET {
+            return None;
+        }
+        Some(Text {
+            start: u32::try_from(start).ok()?,
+            end: NonZeroU32::new(u32::try_from(end).ok()? | OWN)?,
+        })
+    }
+
+    /// Whether the string is in the header's own buffer.
+    fn is_own(self) -> bool {
+        self.end.get() & OWN != 0
+    }
+
+    fn range(self) -> std::ops::Range<usize> {
+        self.start as usize..(self.end.get() & !OWN) as usize
+    }
+
+    /// The same string `shift` bytes later in a new text (an own string stays as it is).
+    pub(super) fn shifted(self, shift: isize) -> Option<Text> {
+        if self.is_own() {
+            return Some(self);
+        }
+        let range = self.range();
+        Text::in_text(
+            range.start.checked_add_signed(shift)?,
+            range.end.checked_add_signed(shift)?,
+        )
+    }
+
+    /// Where the string is in the event's text, if it is there.
+    pub(super) fn text_range(self) -> Option<std::ops::Range<usize>> {
+        (!self.is_own()).then(|| self.range())
+    }
+}
+
+/// A list of the header (`sourceIPs`, `groups`; annotations as key, value pairs): a range of [`TextPool::lists`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct List {
+    start: u32,
+    len: u32,
+}
+
+impl List {
+    /// The list of the places from `start` to the end of `lists`.
+    pub(super) fn from(lists: &[Text], start: usize) -> Option<List> {
+        Some(List {
+            start: u32::try_from(start).ok()?,
+            len: u32::try_from(lists.len().checked_sub(start)?).ok()?,
+        })
+    }
+
+    fn of(self, lists: &[Text]) -> &[Text] {
+        let start = self.start as usize;
+        lists
+            .get(start..start + self.len as usize)
+            .unwrap_or_default()
+    }
+}
+
+/// What a header keeps beside the event's text: the places of its lists, and its own strings.
+#[derive(Debug, Clone, Default)]
+pub(super) struct TextPool {
+    /// The places of every list's items, one list after another.
+    pub lists: SmallVec<[Text; 8]>,
+    /// Strings that are not in the event's text as they are (resolved escapes, copies).
+    pub own: String,
+}
+
+impl TextPool {
+    /// Keeps `value` in the own buffer; `None` if it would grow past 2 GiB.
+    pub(super) fn keep(&mut self, value: &str) -> Option<Text> {
+        let start = self.own.len();
+        self.own.push_str(value);
+        Text::in_own(start, self.own.len())
+    }
+
+    /// Keeps what `write` appends to the own buffer.
+    pub(super) fn keep_with<E>(
+        &mut self,
+        write: impl FnOnce(&mut String) -> Result<(), E>,
+    ) -> Result<Option<Text>, E> {
+        let start = self.own.len();
+        write(&mut self.own)?;
+        Ok(Text::in_own(start, self.own.len()))
+    }
+}
+
+/// An event's text and its header's pool: what the places of a header are read against.
+#[derive(Clone, Copy)]
+pub(super) struct Source<'a> {
+    text: &'a str,
+    own: &'a str,
+    lists: &'a [Text],
+}
+
+impl<'a> Source<'a> {
+    /// The strings of `text` and `pool`.
+    pub(super) fn new(text: &'a str, pool: &'a TextPool) -> Source<'a> {
+        Source {
+            text,
+            own: &pool.own,
+            lists: &pool.lists,
         }
     }
 
-    /// The same string kept as its own copy, independent of the event's text.
-    pub(super) fn detached(&self, text: &str) -> Text {
-        match self {
-            Text::Owned(value) => Text::Owned(value.clone()),
-            _ => Text::Owned(self.get(text).into()),
+    /// The strings of `text` and an own buffer, without lists.
+    pub(super) fn strings(text: &'a str, own: &'a str) -> Source<'a> {
+        Source {
+            text,
+            own,
+            lists: &[],
         }
     }
-}
 
-fn span(text: &str, start: u32, end: u32) -> &str {
-    text.get(start as usize..end as usize).unwrap_or_default()
-}
+    /// The string at `place`.
+    pub(super) fn get(self, place: Text) -> &'a str {
+        let buffer = if place.is_own() { self.own } else { self.text };
+        buffer.get(place.range()).unwrap_or_default()
+    }
 
-fn detach_all(list: &[Text], text: &str) -> Vec<Text> {
-    list.iter().map(|item| item.detached(text)).collect()
-}
+    fn optional(self, place: Option<Text>) -> Option<&'a str> {
+        place.map(|place| self.get(place))
+    }
 
-fn detach_option(value: &Option<Text>, text: &str) -> Option<Text> {
-    value.as_ref().map(|value| value.detached(text))
+    fn list(self, list: List) -> &'a [Text] {
+        list.of(self.lists)
+    }
 }
 
 /// The header's fields as read (see [`AuditHeader`] for what each one is).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(super) struct HeaderFields {
     pub api_version: Option<Text>,
     pub audit_id: Text,
@@ -71,62 +190,103 @@ pub(super) struct HeaderFields {
     pub verb: Text,
     pub user: UserFields,
     pub impersonated_user: Option<UserFields>,
-    pub source_ips: Vec<Text>,
+    pub source_ips: List,
     pub user_agent: Option<Text>,
     pub object_ref: Option<ObjectFields>,
     pub response_status: Option<StatusFields>,
     pub request_received_timestamp: Option<Text>,
     pub stage_timestamp: Option<Text>,
-    pub annotations: Vec<(Text, Text)>,
+    /// Key, value pairs.
+    pub annotations: List,
+    pub pool: TextPool,
 }
 
 impl HeaderFields {
-    /// The same fields with every string copied out of `text` (for an edit, which writes a new text).
-    pub(super) fn detached(&self, text: &str) -> HeaderFields {
-        HeaderFields {
-            api_version: detach_option(&self.api_version, text),
-            audit_id: self.audit_id.detached(text),
-            stage: self.stage.clone(),
-            level: self.level,
-            request_uri: detach_option(&self.request_uri, text),
-            verb: self.verb.detached(text),
-            user: self.user.detached(text),
-            impersonated_user: self.impersonated_user.as_ref().map(|u| u.detached(text)),
-            source_ips: detach_all(&self.source_ips, text),
-            user_agent: detach_option(&self.user_agent, text),
-            object_ref: self.object_ref.as_ref().map(|o| o.detached(text)),
-            response_status: self.response_status.as_ref().map(|s| s.detached(text)),
-            request_received_timestamp: detach_option(&self.request_received_timestamp, text),
-            stage_timestamp: detach_option(&self.stage_timestamp, text),
-            annotations: self
-                .annotations
-                .iter()
-                .map(|(key, value)| (key.detached(text), value.detached(text)))
-                .collect(),
+    /// Replaces the place of every string with what `change` makes of it; stops at the first `None`.
+    fn change_places(&mut self, change: &mut impl FnMut(Text) -> Option<Text>) -> Option<()> {
+        let users = std::iter::once(&mut self.user).chain(self.impersonated_user.as_mut());
+        let user_places = users.flat_map(|user| [&mut user.username, &mut user.uid]);
+        let object_places = self
+            .object_ref
+            .iter_mut()
+            .flat_map(ObjectFields::places_mut);
+        let status_places = self
+            .response_status
+            .iter_mut()
+            .flat_map(|status| [&mut status.status, &mut status.reason, &mut status.message]);
+        let optional = [
+            &mut self.api_version,
+            &mut self.request_uri,
+            &mut self.user_agent,
+            &mut self.request_received_timestamp,
+            &mut self.stage_timestamp,
+        ]
+        .into_iter()
+        .chain(user_places)
+        .chain(object_places)
+        .chain(status_places)
+        .flatten();
+        let required = [&mut self.audit_id, &mut self.verb].into_iter();
+        for place in optional.chain(required).chain(self.pool.lists.iter_mut()) {
+            *place = change(*place)?;
         }
+        Some(())
+    }
+
+    /// The same fields with every string copied into the header's own buffer,
+    /// independent of `text` (for an edit, which writes a new text).
+    pub(super) fn detached(&self, text: &str) -> HeaderFields {
+        let mut detached = self.clone();
+        let mut own = TextPool::default();
+        let source = Source::new(text, &self.pool);
+        let copied = detached.change_places(&mut |place| own.keep(source.get(place)));
+        if copied.is_none() {
+            // Past 2 GiB of strings: nothing of the header can be kept apart from its text.
+            own.own.clear();
+        }
+        detached.pool.own = own.own;
+        detached
+    }
+
+    /// The same fields for a text in which the strings of the old text moved:
+    /// `moved` gives each string's new place, `None` for one that is gone.
+    pub(super) fn moved(
+        &self,
+        old_text: &str,
+        moved: impl Fn(std::ops::Range<usize>) -> Option<isize>,
+    ) -> HeaderFields {
+        let mut result = self.clone();
+        let source = Source::new(old_text, &self.pool);
+        let mut own = std::mem::take(&mut result.pool.own);
+        let mut change = |place: Text| match place.text_range() {
+            None => Some(place),
+            Some(range) => match moved(range) {
+                Some(shift) => place.shifted(shift),
+                None => {
+                    let start = own.len();
+                    own.push_str(source.get(place));
+                    Text::in_own(start, own.len())
+                }
+            },
+        };
+        if result.change_places(&mut change).is_none() {
+            return self.detached(old_text);
+        }
+        result.pool.own = own;
+        result
     }
 }
 
 /// The fields of a `user` or `impersonatedUser` object as read.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(super) struct UserFields {
     pub username: Option<Text>,
     pub uid: Option<Text>,
-    pub groups: Vec<Text>,
-}
-
-impl UserFields {
-    fn detached(&self, text: &str) -> UserFields {
-        UserFields {
-            username: detach_option(&self.username, text),
-            uid: detach_option(&self.uid, text),
-            groups: detach_all(&self.groups, text),
-        }
-    }
+    pub groups: List,
 }
 
 /// The fields of an `objectRef` as read, in the order of [`ObjectReference`]'s accessors.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(super) struct ObjectFields {
     pub resource: Option<Text>,
     pub namespace: Option<Text>,
@@ -139,42 +299,27 @@ pub(super) struct ObjectFields {
 }
 
 impl ObjectFields {
-    fn detached(&self, text: &str) -> ObjectFields {
-        ObjectFields {
-            resource: detach_option(&self.resource, text),
-            namespace: detach_option(&self.namespace, text),
-            name: detach_option(&self.name, text),
-            uid: detach_option(&self.uid, text),
-            api_group: detach_option(&self.api_group, text),
-            api_version: detach_option(&self.api_version, text),
-            resource_version: detach_option(&self.resource_version, text),
-            subresource: detach_option(&self.subresource, text),
-        }
+    fn places_mut(&mut self) -> [&mut Option<Text>; 8] {
+        [
+            &mut self.resource,
+            &mut self.namespace,
+            &mut self.name,
+            &mut self.uid,
+            &mut self.api_group,
+            &mut self.api_version,
+            &mut self.resource_version,
+            &mut self.subresource,
+        ]
     }
 }
 
 /// The fields of a `responseStatus` as read.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(super) struct StatusFields {
     pub code: Option<i64>,
     pub status: Option<Text>,
     pub reason: Option<Text>,
     pub message: Option<Text>,
-}
-
-impl StatusFields {
-    fn detached(&self, text: &str) -> StatusFields {
-        StatusFields {
-            code: self.code,
-            status: detach_option(&self.status, text),
-            reason: detach_option(&self.reason, text),
-            message: detach_option(&self.message, text),
-        }
-    }
-}
-
-fn resolve<'a>(value: &'a Option<Text>, text: &'a str) -> Option<&'a str> {
-    value.as_ref().map(|value| value.get(text))
 }
 
 /// The typed fields of an audit event: everything transforms and stores index on.
@@ -193,14 +338,18 @@ impl<'a> AuditHeader<'a> {
         AuditHeader { text, fields }
     }
 
+    fn source(&self) -> Source<'a> {
+        Source::new(self.text, &self.fields.pool)
+    }
+
     /// `audit.k8s.io/v1` or `audit.k8s.io/v1beta1`; absent in some exports.
     pub fn api_version(&self) -> Option<&'a str> {
-        resolve(&self.fields.api_version, self.text)
+        self.source().optional(self.fields.api_version)
     }
 
     /// The unique id of the request; shared by the events of its stages.
     pub fn audit_id(&self) -> &'a str {
-        self.fields.audit_id.get(self.text)
+        self.source().get(self.fields.audit_id)
     }
 
     /// The stage at which this event was generated.
@@ -215,70 +364,76 @@ impl<'a> AuditHeader<'a> {
 
     /// The request URI as sent by the client (empty if the event has none).
     pub fn request_uri(&self) -> &'a str {
-        resolve(&self.fields.request_uri, self.text).unwrap_or_default()
+        self.source()
+            .optional(self.fields.request_uri)
+            .unwrap_or_default()
     }
 
     /// The Kubernetes verb (`get`, `list`, `create`, ...) or the lower-cased HTTP method.
     pub fn verb(&self) -> &'a str {
-        self.fields.verb.get(self.text)
+        self.source().get(self.fields.verb)
     }
 
     /// The authenticated user (all fields empty if the event has none).
     pub fn user(&self) -> UserInfo<'a> {
         UserInfo {
-            text: self.text,
+            source: self.source(),
             fields: &self.fields.user,
         }
     }
 
     /// The user impersonated by the authenticated one, if any.
     pub fn impersonated_user(&self) -> Option<UserInfo<'a>> {
-        let text = self.text;
+        let source = self.source();
         let fields = self.fields.impersonated_user.as_ref()?;
-        Some(UserInfo { text, fields })
+        Some(UserInfo { source, fields })
     }
 
     /// Client addresses, the request's own first, then proxies.
     pub fn source_ips(&self) -> TextList<'a> {
-        TextList::new(self.text, &self.fields.source_ips)
+        TextList::new(self.source(), self.fields.source_ips)
     }
 
     /// The client's User-Agent header.
     pub fn user_agent(&self) -> Option<&'a str> {
-        resolve(&self.fields.user_agent, self.text)
+        self.source().optional(self.fields.user_agent)
     }
 
     /// The object of a resource request; absent for non-resource requests (`/healthz`).
     pub fn object_ref(&self) -> Option<ObjectReference<'a>> {
-        let text = self.text;
+        let source = self.source();
         let fields = self.fields.object_ref.as_ref()?;
-        Some(ObjectReference { text, fields })
+        Some(ObjectReference { source, fields })
     }
 
     /// The response status.
     pub fn response_status(&self) -> Option<ResponseStatus<'a>> {
-        let text = self.text;
+        let source = self.source();
         let fields = self.fields.response_status.as_ref()?;
-        Some(ResponseStatus { text, fields })
+        Some(ResponseStatus { source, fields })
     }
 
     /// When the apiserver received the request (RFC 3339, microseconds).
     pub fn request_received_timestamp(&self) -> Option<&'a str> {
-        resolve(&self.fields.request_received_timestamp, self.text)
+        self.source()
+            .optional(self.fields.request_received_timestamp)
     }
 
     /// When the apiserver reached this stage (RFC 3339, microseconds).
     pub fn stage_timestamp(&self) -> Option<&'a str> {
-        resolve(&self.fields.stage_timestamp, self.text)
+        self.source().optional(self.fields.stage_timestamp)
     }
 
     /// Annotations (among them `authorization.k8s.io/decision` and `.../reason`), in their order.
     pub fn annotations(&self) -> impl ExactSizeIterator<Item = (&'a str, &'a str)> + Clone + 'a {
-        let text = self.text;
-        self.fields
-            .annotations
-            .iter()
-            .map(move |(key, value)| (key.get(text), value.get(text)))
+        let source = self.source();
+        source
+            .list(self.fields.annotations)
+            .chunks_exact(2)
+            .map(move |pair| match pair {
+                [key, value] => (source.get(*key), source.get(*value)),
+                _ => ("", ""),
+            })
     }
 
     /// The value of an annotation, if present.
@@ -336,24 +491,26 @@ impl fmt::Debug for AuditHeader<'_> {
 /// The authenticated (or impersonated) user of a request.
 #[derive(Clone, Copy)]
 pub struct UserInfo<'a> {
-    text: &'a str,
+    source: Source<'a>,
     fields: &'a UserFields,
 }
 
 impl<'a> UserInfo<'a> {
     /// The user name (`system:serviceaccount:NS:NAME` for service accounts; empty if absent).
     pub fn username(&self) -> &'a str {
-        resolve(&self.fields.username, self.text).unwrap_or_default()
+        self.source
+            .optional(self.fields.username)
+            .unwrap_or_default()
     }
 
     /// The user's unique id, when the authenticator gives one.
     pub fn uid(&self) -> Option<&'a str> {
-        resolve(&self.fields.uid, self.text)
+        self.source.optional(self.fields.uid)
     }
 
     /// The groups the user belongs to.
     pub fn groups(&self) -> TextList<'a> {
-        TextList::new(self.text, &self.fields.groups)
+        TextList::new(self.source, self.fields.groups)
     }
 }
 
@@ -370,49 +527,49 @@ impl fmt::Debug for UserInfo<'_> {
 /// The object a resource request is about.
 #[derive(Clone, Copy)]
 pub struct ObjectReference<'a> {
-    text: &'a str,
+    source: Source<'a>,
     fields: &'a ObjectFields,
 }
 
 impl<'a> ObjectReference<'a> {
     /// The resource, plural and lower case (`pods`, `configmaps`).
     pub fn resource(&self) -> Option<&'a str> {
-        resolve(&self.fields.resource, self.text)
+        self.source.optional(self.fields.resource)
     }
 
     /// The namespace; absent for cluster-scoped objects.
     pub fn namespace(&self) -> Option<&'a str> {
-        resolve(&self.fields.namespace, self.text)
+        self.source.optional(self.fields.namespace)
     }
 
     /// The object's name; absent for list, watch and create requests without a name.
     pub fn name(&self) -> Option<&'a str> {
-        resolve(&self.fields.name, self.text)
+        self.source.optional(self.fields.name)
     }
 
     /// The object's uid.
     pub fn uid(&self) -> Option<&'a str> {
-        resolve(&self.fields.uid, self.text)
+        self.source.optional(self.fields.uid)
     }
 
     /// The API group (`apps`, `rbac.authorization.k8s.io`); empty or absent for the core group.
     pub fn api_group(&self) -> Option<&'a str> {
-        resolve(&self.fields.api_group, self.text)
+        self.source.optional(self.fields.api_group)
     }
 
     /// The API version (`v1`).
     pub fn api_version(&self) -> Option<&'a str> {
-        resolve(&self.fields.api_version, self.text)
+        self.source.optional(self.fields.api_version)
     }
 
     /// The object's resource version.
     pub fn resource_version(&self) -> Option<&'a str> {
-        resolve(&self.fields.resource_version, self.text)
+        self.source.optional(self.fields.resource_version)
     }
 
     /// The subresource (`exec`, `log`, `status`).
     pub fn subresource(&self) -> Option<&'a str> {
-        resolve(&self.fields.subresource, self.text)
+        self.source.optional(self.fields.subresource)
     }
 }
 
@@ -434,7 +591,7 @@ impl fmt::Debug for ObjectReference<'_> {
 /// The outcome of the request (a `metav1.Status`), present from ResponseStarted on.
 #[derive(Clone, Copy)]
 pub struct ResponseStatus<'a> {
-    text: &'a str,
+    source: Source<'a>,
     fields: &'a StatusFields,
 }
 
@@ -446,17 +603,17 @@ impl<'a> ResponseStatus<'a> {
 
     /// `Success` or `Failure`, when the apiserver sets it.
     pub fn status(&self) -> Option<&'a str> {
-        resolve(&self.fields.status, self.text)
+        self.source.optional(self.fields.status)
     }
 
     /// A machine-readable reason (`NotFound`, `Forbidden`).
     pub fn reason(&self) -> Option<&'a str> {
-        resolve(&self.fields.reason, self.text)
+        self.source.optional(self.fields.reason)
     }
 
     /// A human-readable message.
     pub fn message(&self) -> Option<&'a str> {
-        resolve(&self.fields.message, self.text)
+        self.source.optional(self.fields.message)
     }
 }
 
@@ -474,13 +631,16 @@ impl fmt::Debug for ResponseStatus<'_> {
 /// A list of strings of the header (`sourceIPs`, a user's `groups`), borrowed from the event.
 #[derive(Clone, Copy)]
 pub struct TextList<'a> {
-    text: &'a str,
+    source: Source<'a>,
     items: &'a [Text],
 }
 
 impl<'a> TextList<'a> {
-    fn new(text: &'a str, items: &'a [Text]) -> TextList<'a> {
-        TextList { text, items }
+    fn new(source: Source<'a>, list: List) -> TextList<'a> {
+        TextList {
+            source,
+            items: source.list(list),
+        }
     }
 
     /// How many strings the list holds.
@@ -495,7 +655,7 @@ impl<'a> TextList<'a> {
 
     /// The string at `index`, if there is one.
     pub fn get(&self, index: usize) -> Option<&'a str> {
-        self.items.get(index).map(|item| item.get(self.text))
+        self.items.get(index).map(|item| self.source.get(*item))
     }
 
     /// The first string, if any.
@@ -511,7 +671,7 @@ impl<'a> TextList<'a> {
     /// The strings, in order.
     pub fn iter(&self) -> TextIter<'a> {
         TextIter {
-            text: self.text,
+            source: self.source,
             items: self.items.iter(),
         }
     }
@@ -539,7 +699,7 @@ impl<'a> IntoIterator for TextList<'a> {
 /// The strings of a [`TextList`], in order.
 #[derive(Clone)]
 pub struct TextIter<'a> {
-    text: &'a str,
+    source: Source<'a>,
     items: std::slice::Iter<'a, Text>,
 }
 
@@ -547,8 +707,8 @@ impl<'a> Iterator for TextIter<'a> {
     type Item = &'a str;
 
     fn next(&mut self) -> Option<&'a str> {
-        let text = self.text;
-        self.items.next().map(|item| item.get(text))
+        let source = self.source;
+        self.items.next().map(|item| source.get(*item))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

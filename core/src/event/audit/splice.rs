@@ -187,8 +187,8 @@ impl AuditEvent {
             .collect();
         match self.spliced(&known, level, request, response) {
             Some(out) => {
-                // The header's strings are places in the old text: copy them out first.
-                self.header = self.header.detached(&self.text);
+                // The header's strings are places in the old text: move them with the text.
+                self.header = self.header.moved(&self.text, |range| out.shift_of(&range));
                 self.text = out.text;
                 self.request_object = out.request;
                 self.response_object = out.response;
@@ -246,7 +246,7 @@ impl AuditEvent {
                     out.push(head, &level_json);
                 }
                 _ => {
-                    out.push(text, "");
+                    out.copy(whole.start, text);
                 }
             }
             if !(pending_level || pending_request || pending_response) {
@@ -264,6 +264,11 @@ impl AuditEvent {
                 if out.response.is_none() && matches!(response, BodyChange::Keep) {
                     out.response = self.response_object.as_ref().and_then(shift);
                 }
+                let end = out.text.len();
+                out.moves.push((
+                    member.value.end..self.text.len(),
+                    end as isize - member.value.end as isize,
+                ));
                 out.text.push_str(rest);
                 return Some(out);
             }
@@ -311,6 +316,8 @@ struct Spliced {
     text: String,
     request: Option<Range<usize>>,
     response: Option<Range<usize>>,
+    /// The ranges of the old text copied into the new one, and how far each moved.
+    moves: Vec<(Range<usize>, isize)>,
 }
 
 impl Spliced {
@@ -321,7 +328,24 @@ impl Spliced {
             text,
             request: None,
             response: None,
+            moves: Vec::new(),
         }
+    }
+
+    /// Appends a member copied as it is from `at` in the old text.
+    fn copy(&mut self, at: usize, member: &str) {
+        let end = self.push(member, "").end;
+        let start = end - member.len();
+        self.moves
+            .push((at..at + member.len(), start as isize - at as isize));
+    }
+
+    /// How far the text at `range` of the old text moved, if it was copied.
+    fn shift_of(&self, range: &Range<usize>) -> Option<isize> {
+        self.moves
+            .iter()
+            .find(|(copied, _)| copied.start <= range.start && range.end <= copied.end)
+            .map(|(_, shift)| *shift)
     }
 
     /// Appends a member written as `head` (or the whole member) then `value`; returns where `value` is.

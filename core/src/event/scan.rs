@@ -82,24 +82,27 @@ pub(super) fn read_document(text: &str) -> Result<Wire<'_>, EventError> {
         depth: 0,
         base: 0,
         pool: TextPool::default(),
+        fatal: None,
+        spoiled: None,
     };
-    reader.skip_ws();
-    if reader.peek() != Some(b'{') {
-        return Err(reader.syntax("expected a JSON object"));
+    match reader.document() {
+        Ok(wire) => Ok(wire),
+        Err(Stop) => Err(reader
+            .fatal
+            .take()
+            .unwrap_or_else(|| EventError::Json("the document could not be read".into()))),
     }
-    let wire = reader.event_object(true)?;
-    reader.skip_ws();
-    if reader.pos < reader.bytes.len() {
-        return Err(reader.syntax("trailing characters"));
-    }
-    Ok(wire)
 }
 
-/// A value read in full: `Ok` if it had the expected type, `Err` (a type error) if not.
-type Typed<T> = Result<T, EventError>;
+/// Reading stopped: the document is unusable, for the reason in [`Reader::fatal`].
+///
+/// The reader's functions return `Result<T, Stop>` and keep the error itself
+/// aside: errors are rare, and a result this small comes back in registers.
+#[derive(Debug)]
+struct Stop;
 
-/// The outer error is fatal (bad syntax); the inner one spoils only the current event.
-type Read<T> = Result<Typed<T>, EventError>;
+/// A step of reading: its value, or [`Stop`].
+type Step<T = ()> = Result<T, Stop>;
 
 /// The fields of an audit event that are read; the position is the field's number.
 const EVENT_FIELDS: [&str; 19] = [
@@ -223,25 +226,14 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
 /// A key of an object, as written (escapes not yet resolved).
 struct Key<'a> {
     raw: &'a [u8],
-    range: Range<usize>,
+    start: usize,
     escaped: bool,
 }
 
 impl Key<'_> {
-    /// The key's number among `fields` (see [`Fields`]), if it is one of them.
-    fn position(&self, fields: &Fields) -> Typed<Option<usize>> {
-        let name: Cow<'_, [u8]> = if self.escaped {
-            let raw = std::str::from_utf8(self.raw)
-                .map_err(|error| EventError::Json(error.to_string()))?;
-            let name = unescape(raw).map_err(|what| EventError::Json(what.to_string()))?;
-            Cow::Owned(name.into_bytes())
-        } else {
-            Cow::Borrowed(self.raw)
-        };
-        Ok(match fields.number {
-            Some(number) => number(&name),
-            None => field_number(fields.names, &name),
-        })
+    /// The key's contents' range in the document.
+    fn range(&self) -> Range<usize> {
+        self.start..self.start + self.raw.len()
     }
 }
 
@@ -254,9 +246,27 @@ struct Reader<'a> {
     base: usize,
     /// The lists and own strings of the event being read.
     pool: TextPool,
+    /// Why the document is unusable (bad syntax, too deep), once met.
+    fatal: Option<EventError>,
+    /// The first field of the wrong type (or given twice) of the event being
+    /// read: it spoils only that event (or list item).
+    spoiled: Option<EventError>,
 }
 
 impl<'a> Reader<'a> {
+    fn document(&mut self) -> Step<Wire<'a>> {
+        self.skip_ws();
+        if self.peek() != Some(b'{') {
+            return Err(self.syntax_stop("expected a JSON object"));
+        }
+        let wire = self.event_object(true)?;
+        self.skip_ws();
+        if self.pos < self.bytes.len() {
+            return Err(self.syntax_stop("trailing characters"));
+        }
+        Ok(wire)
+    }
+
     fn peek(&self) -> Option<u8> {
         self.bytes.get(self.pos).copied()
     }
@@ -265,10 +275,11 @@ impl<'a> Reader<'a> {
         self.bytes.get(self.pos..).unwrap_or_default()
     }
 
-    fn slice(&self, range: Range<usize>) -> Result<&'a str, EventError> {
-        self.text
-            .get(range)
-            .ok_or_else(|| self.syntax("a value does not end on a character boundary"))
+    fn slice(&mut self, range: Range<usize>) -> Step<&'a str> {
+        match self.text.get(range) {
+            Some(slice) => Ok(slice),
+            None => Err(self.syntax_stop("a value does not end on a character boundary")),
+        }
     }
 
     fn skip_ws(&mut self) {
@@ -278,6 +289,8 @@ impl<'a> Reader<'a> {
     }
 
     /// A syntax error at the current position, in serde_json's words and form.
+    #[cold]
+    #[inline(never)]
     fn syntax(&self, what: &str) -> EventError {
         let before = self.bytes.get(..self.pos).unwrap_or(self.bytes);
         let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
@@ -285,30 +298,52 @@ impl<'a> Reader<'a> {
         EventError::Json(format!("{what} at line {line} column {column}"))
     }
 
-    fn eof_or(&self, what: &str) -> EventError {
+    /// Stops reading with `error`.
+    #[cold]
+    #[inline(never)]
+    fn stop(&mut self, error: EventError) -> Stop {
+        self.fatal.get_or_insert(error);
+        Stop
+    }
+
+    /// Stops reading with a syntax error at the current position.
+    #[cold]
+    #[inline(never)]
+    fn syntax_stop(&mut self, what: &str) -> Stop {
+        let error = self.syntax(what);
+        self.stop(error)
+    }
+
+    /// Stops reading with `what`, or with "EOF" if the text ended.
+    #[cold]
+    #[inline(never)]
+    fn eof_or(&mut self, what: &str) -> Stop {
         if self.pos >= self.bytes.len() {
-            self.syntax("EOF while parsing a value")
+            self.syntax_stop("EOF while parsing a value")
         } else {
-            self.syntax(what)
+            self.syntax_stop(what)
         }
     }
 
-    fn enter(&mut self) -> Result<(), EventError> {
+    /// Notes that the event being read is unusable (the first reason is kept); reading goes on.
+    #[cold]
+    #[inline(never)]
+    fn spoil(&mut self, error: EventError) {
+        self.spoiled.get_or_insert(error);
+    }
+
+    fn enter(&mut self) -> Step {
         self.depth += 1;
         if self.depth > MAX_NESTING {
-            return Err(EventError::Json(format!(
-                "nested deeper than {MAX_NESTING} levels"
-            )));
+            let error = EventError::Json(format!("nested deeper than {MAX_NESTING} levels"));
+            return Err(self.stop(error));
         }
         Ok(())
     }
 
     /// Reads an object (the reader is at its `{`), handing each key to `field`,
     /// which must read the value (the reader is at its first byte).
-    fn object(
-        &mut self,
-        mut field: impl FnMut(&mut Self, Key<'a>) -> Result<(), EventError>,
-    ) -> Result<(), EventError> {
+    fn object(&mut self, mut field: impl FnMut(&mut Self, Key<'a>) -> Step) -> Step {
         self.enter()?;
         self.pos += 1;
         self.skip_ws();
@@ -322,8 +357,9 @@ impl<'a> Reader<'a> {
                 return Err(self.eof_or("key must be a string"));
             }
             self.pos += 1;
-            let (range, escaped) = self.string_body()?;
-            let raw = self.bytes.get(range.clone()).unwrap_or_default();
+            let start = self.pos;
+            let escaped = self.string_body()?;
+            let raw = self.bytes.get(start..self.pos - 1).unwrap_or_default();
             self.skip_ws();
             if self.peek() != Some(b':') {
                 return Err(self.eof_or("expected `:`"));
@@ -334,7 +370,7 @@ impl<'a> Reader<'a> {
                 self,
                 Key {
                     raw,
-                    range,
+                    start,
                     escaped,
                 },
             )?;
@@ -355,10 +391,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads an array (the reader is at its `[`), calling `element` at each element's first byte.
-    fn array(
-        &mut self,
-        mut element: impl FnMut(&mut Self) -> Result<(), EventError>,
-    ) -> Result<(), EventError> {
+    fn array(&mut self, mut element: impl FnMut(&mut Self) -> Step) -> Step {
         self.enter()?;
         self.pos += 1;
         self.skip_ws();
@@ -386,7 +419,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Checks and steps over one value of any type.
-    fn skip_value(&mut self) -> Result<(), EventError> {
+    fn skip_value(&mut self) -> Step {
         match self.peek() {
             Some(b'{') => self.object(|reader, _| reader.skip_value()),
             Some(b'[') => self.array(Self::skip_value),
@@ -402,28 +435,23 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Steps over one value, giving its byte range.
-    fn raw_value(&mut self) -> Result<Range<usize>, EventError> {
+    /// The range of a value, or `None` for `null` (as serde reads an optional raw value).
+    fn optional_raw(&mut self) -> Step<Option<Range<usize>>> {
         let start = self.pos;
         self.skip_value()?;
-        Ok(start..self.pos)
-    }
-
-    /// The range of a value, or `None` for `null` (as serde reads an optional raw value).
-    fn optional_raw(&mut self) -> Result<Option<Range<usize>>, EventError> {
-        let range = self.raw_value()?;
+        let range = start..self.pos;
         Ok((self.bytes.get(range.clone()) != Some(b"null")).then_some(range))
     }
 
     /// Like [`Reader::optional_raw`], counted from the start of the event being read.
-    fn optional_body(&mut self) -> Result<Option<Range<usize>>, EventError> {
+    fn optional_body(&mut self) -> Step<Option<Range<usize>>> {
         let base = self.base;
         Ok(self
             .optional_raw()?
             .map(|range| range.start - base..range.end - base))
     }
 
-    fn literal(&mut self, word: &[u8]) -> Result<(), EventError> {
+    fn literal(&mut self, word: &[u8]) -> Step {
         if self.rest().starts_with(word) {
             self.pos += word.len();
             Ok(())
@@ -432,9 +460,8 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Steps over a number, giving its range and whether it is an integer.
-    fn number(&mut self) -> Result<(Range<usize>, bool), EventError> {
-        let start = self.pos;
+    /// Steps over a number (it starts where the reader is), giving whether it is an integer.
+    fn number(&mut self) -> Step<bool> {
         if self.peek() == Some(b'-') {
             self.pos += 1;
         }
@@ -444,7 +471,7 @@ impl<'a> Reader<'a> {
             _ => return Err(self.eof_or("invalid number")),
         }
         if self.peek().is_some_and(|b| b.is_ascii_digit()) {
-            return Err(self.syntax("invalid number"));
+            return Err(self.syntax_stop("invalid number"));
         }
         let mut integer = true;
         if self.peek() == Some(b'.') {
@@ -460,7 +487,7 @@ impl<'a> Reader<'a> {
             self.required_digits()?;
             integer = false;
         }
-        Ok((start..self.pos, integer))
+        Ok(integer)
     }
 
     fn digits(&mut self) {
@@ -469,7 +496,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn required_digits(&mut self) -> Result<(), EventError> {
+    fn required_digits(&mut self) -> Step {
         if !self.peek().is_some_and(|b| b.is_ascii_digit()) {
             return Err(self.eof_or("invalid number"));
         }
@@ -477,22 +504,20 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
-    /// Steps over the rest of a string (the reader is past its opening quote):
-    /// its contents' range, and whether they hold escapes.
-    fn string_body(&mut self) -> Result<(Range<usize>, bool), EventError> {
-        let start = self.pos;
+    /// Steps over the rest of a string (the reader is past its opening quote,
+    /// and ends past its closing one): whether its contents hold escapes.
+    fn string_body(&mut self) -> Step<bool> {
         let mut escaped = false;
         loop {
             let Some(at) = find_special(self.rest()) else {
                 self.pos = self.bytes.len();
-                return Err(self.syntax("EOF while parsing a string"));
+                return Err(self.syntax_stop("EOF while parsing a string"));
             };
             self.pos += at;
             match self.peek() {
                 Some(b'"') => {
-                    let end = self.pos;
                     self.pos += 1;
-                    return Ok((start..end, escaped));
+                    return Ok(escaped);
                 }
                 Some(b'\\') => {
                     escaped = true;
@@ -500,7 +525,7 @@ impl<'a> Reader<'a> {
                     self.escape()?;
                 }
                 _ => {
-                    return Err(self.syntax(
+                    return Err(self.syntax_stop(
                         "control character (\\u0000-\\u001F) found while parsing a string",
                     ))
                 }
@@ -509,7 +534,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Steps over the escape after a backslash.
-    fn escape(&mut self) -> Result<(), EventError> {
+    fn escape(&mut self) -> Step {
         match self.peek() {
             Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.pos += 1,
             Some(b'u') => {
@@ -526,25 +551,28 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
-    /// Reads a string value (the reader is at its opening quote) as a [`Text`]:
-    /// its span, marked as escaped if it has escapes (resolved when first
-    /// read); an escape that is no character (a lone surrogate) spoils only the
-    /// current event.
-    fn text_string(&mut self) -> Read<Text> {
+    /// Reads a string value (the reader is at its opening quote) as a [`Text`];
+    /// `None` if an escape in it is no character (the event is spoiled).
+    fn text_string(&mut self) -> Step<Option<Text>> {
         self.pos += 1;
-        let (range, escaped) = self.string_body()?;
-        self.text_of(range, escaped)
+        let start = self.pos;
+        let escaped = self.string_body()?;
+        self.text_of(start..self.pos - 1, escaped)
     }
 
     /// The [`Text`] of string contents at `range` of the document: its place
     /// in the event's text, or its escapes resolved into the pool's own
-    /// buffer. An escape that is no character spoils only the current event.
-    fn text_of(&mut self, range: Range<usize>, escaped: bool) -> Read<Text> {
+    /// buffer. An escape that is no character spoils the current event (`None`).
+    fn text_of(&mut self, range: Range<usize>, escaped: bool) -> Step<Option<Text>> {
         let place = if escaped {
             let raw = self.slice(range)?;
             match self.pool.keep_with(|own| unescape_into(raw, own)) {
                 Ok(place) => place,
-                Err(what) => return Ok(Err(self.syntax(what))),
+                Err(what) => {
+                    let error = self.syntax(what);
+                    self.spoil(error);
+                    return Ok(None);
+                }
             }
         } else {
             match Text::in_text(range.start - self.base, range.end - self.base) {
@@ -555,30 +583,44 @@ impl<'a> Reader<'a> {
                 }
             }
         };
-        place.map(Ok).ok_or_else(too_large)
+        match place {
+            Some(place) => Ok(Some(place)),
+            None => Err(self.stop(too_large())),
+        }
     }
 
     /// The list of the places pushed to the pool since `start`.
-    fn list_from(&self, start: usize) -> Result<List, EventError> {
-        List::from(&self.pool.lists, start).ok_or_else(too_large)
+    fn list_from(&mut self, start: usize) -> Step<List> {
+        match List::from(&self.pool.lists, start) {
+            Some(list) => Ok(list),
+            None => Err(self.stop(too_large())),
+        }
     }
 
-    /// Reads a string value (the reader is at its opening quote), borrowed when it has no escapes.
-    fn cow_string(&mut self) -> Read<Cow<'a, str>> {
+    /// Reads a string value (the reader is at its opening quote), borrowed when
+    /// it has no escapes; `None` if an escape is no character (the event is spoiled).
+    fn cow_string(&mut self) -> Step<Option<Cow<'a, str>>> {
         self.pos += 1;
-        let (range, escaped) = self.string_body()?;
-        let raw = self.slice(range)?;
-        Ok(if escaped {
-            unescape(raw)
-                .map(Cow::Owned)
-                .map_err(|what| self.syntax(what))
-        } else {
-            Ok(Cow::Borrowed(raw))
-        })
+        let start = self.pos;
+        let escaped = self.string_body()?;
+        let raw = self.slice(start..self.pos - 1)?;
+        if !escaped {
+            return Ok(Some(Cow::Borrowed(raw)));
+        }
+        match unescape(raw) {
+            Ok(value) => Ok(Some(Cow::Owned(value))),
+            Err(what) => {
+                let error = self.syntax(what);
+                self.spoil(error);
+                Ok(None)
+            }
+        }
     }
 
-    /// Steps over a value of the wrong type, giving the type error.
-    fn wrong_type<T>(&mut self, expected: &str) -> Read<T> {
+    /// Steps over a value of the wrong type, spoiling the event with the type error.
+    #[cold]
+    #[inline(never)]
+    fn wrong_type(&mut self, expected: &str) -> Step {
         let found = match self.peek() {
             Some(b'"') => "string",
             Some(b'{') => "map",
@@ -588,206 +630,223 @@ impl<'a> Reader<'a> {
             _ => "number",
         };
         let error = self.syntax(&format!("invalid type: {found}, expected {expected}"));
-        self.skip_value()?;
-        Ok(Err(error))
+        self.spoil(error);
+        self.skip_value()
     }
 
-    fn string(&mut self) -> Read<Text> {
+    /// A string that may not be `null`.
+    fn string(&mut self) -> Step<Option<Text>> {
         match self.peek() {
             Some(b'"') => self.text_string(),
-            _ => self.wrong_type("a string"),
+            _ => self.wrong_type("a string").map(|()| None),
         }
     }
 
-    fn optional_string(&mut self) -> Read<Option<Text>> {
+    fn optional_string(&mut self) -> Step<Option<Text>> {
         match self.peek() {
-            Some(b'n') => self.literal(b"null").map(|()| Ok(None)),
-            Some(b'"') => Ok(self.text_string()?.map(Some)),
-            _ => self.wrong_type("a string"),
+            Some(b'n') => self.literal(b"null").map(|()| None),
+            Some(b'"') => self.text_string(),
+            _ => self.wrong_type("a string").map(|()| None),
         }
     }
 
     /// An optional string read as a name (`stage`, `level`): borrowed, not kept in the header.
-    fn optional_name(&mut self) -> Read<Option<Cow<'a, str>>> {
+    fn optional_name(&mut self) -> Step<Option<Cow<'a, str>>> {
         match self.peek() {
-            Some(b'n') => self.literal(b"null").map(|()| Ok(None)),
-            Some(b'"') => Ok(self.cow_string()?.map(Some)),
-            _ => self.wrong_type("a string"),
+            Some(b'n') => self.literal(b"null").map(|()| None),
+            Some(b'"') => self.cow_string(),
+            _ => self.wrong_type("a string").map(|()| None),
         }
     }
 
-    fn optional_i64(&mut self) -> Read<Option<i64>> {
+    fn optional_i64(&mut self) -> Step<Option<i64>> {
         match self.peek() {
-            Some(b'n') => self.literal(b"null").map(|()| Ok(None)),
+            Some(b'n') => self.literal(b"null").map(|()| None),
             Some(b'-' | b'0'..=b'9') => {
                 let start = self.pos;
-                let (range, integer) = self.number()?;
-                let number = self.slice(range)?;
+                let integer = self.number()?;
+                let number = self.slice(start..self.pos)?;
                 match number.parse::<i64>() {
-                    Ok(value) if integer => Ok(Ok(Some(value))),
+                    Ok(value) if integer => Ok(Some(value)),
                     _ => {
                         let at = std::mem::replace(&mut self.pos, start);
                         let error =
                             self.syntax(&format!("invalid value: `{number}`, expected i64"));
                         self.pos = at;
-                        Ok(Err(error))
+                        self.spoil(error);
+                        Ok(None)
                     }
                 }
             }
-            _ => self.wrong_type("i64"),
+            _ => self.wrong_type("i64").map(|()| None),
         }
     }
 
     /// A JSON array of strings; `null` is `None` if `nullable`, a type error if not.
-    fn strings(&mut self, nullable: bool) -> Read<Option<List>> {
+    fn strings(&mut self, nullable: bool) -> Step<Option<List>> {
         match self.peek() {
-            Some(b'n') if nullable => self.literal(b"null").map(|()| Ok(None)),
+            Some(b'n') if nullable => self.literal(b"null").map(|()| None),
             Some(b'[') => {
                 let start = self.pool.lists.len();
-                let mut error = None;
                 self.array(|reader| {
-                    if let Some(text) = keep(&mut error, reader.string()?) {
+                    if let Some(text) = reader.string()? {
                         reader.pool.lists.push(text);
                     }
                     Ok(())
                 })?;
-                match error {
-                    Some(error) => Ok(Err(error)),
-                    None => Ok(Ok(Some(self.list_from(start)?))),
-                }
+                self.list_from(start).map(Some)
             }
-            _ => self.wrong_type("a sequence"),
+            _ => self.wrong_type("a sequence").map(|()| None),
         }
     }
 
     /// A JSON object of strings (annotations): in the order written, the last of duplicate keys winning.
-    fn string_map(&mut self) -> Read<Option<List>> {
+    fn string_map(&mut self) -> Step<Option<List>> {
         match self.peek() {
-            Some(b'n') => self.literal(b"null").map(|()| Ok(None)),
+            Some(b'n') => self.literal(b"null").map(|()| None),
             Some(b'{') => {
                 let start = self.pool.lists.len();
-                let mut error = None;
                 self.object(|reader, key| {
-                    let name = reader.text_of(key.range, key.escaped)?;
+                    let name = reader.text_of(key.range(), key.escaped)?;
                     let value = reader.string()?;
-                    if let (Some(name), Some(value)) =
-                        (keep(&mut error, name), keep(&mut error, value))
-                    {
+                    if let (Some(name), Some(value)) = (name, value) {
                         reader.pool.lists.extend([name, value]);
                     }
                     Ok(())
                 })?;
-                if let Some(error) = error {
-                    return Ok(Err(error));
-                }
                 let event_text = self.text.get(self.base..).unwrap_or_default();
                 let TextPool { lists, own } = &mut self.pool;
                 dedupe_pairs(lists, start, Source::strings(event_text, own));
-                Ok(Ok(Some(self.list_from(start)?)))
+                self.list_from(start).map(Some)
             }
-            _ => self.wrong_type("a map"),
+            _ => self.wrong_type("a map").map(|()| None),
         }
     }
 
-    /// An object of known `fields` (or `null`), each handed to `set` with its number;
-    /// other fields are skipped, a known field given twice is an error.
+    /// The number of `key` among `fields`, if it is one of them; an escape that
+    /// is no character spoils the event.
+    fn key_number(&mut self, key: &Key<'_>, fields: &Fields) -> Option<usize> {
+        let number = |name: &[u8]| match fields.number {
+            Some(number) => number(name),
+            None => field_number(fields.names, name),
+        };
+        if !key.escaped {
+            return number(key.raw);
+        }
+        let resolved = std::str::from_utf8(key.raw)
+            .map_err(|error| error.to_string())
+            .and_then(|raw| unescape(raw).map_err(str::to_string));
+        match resolved {
+            Ok(name) => number(name.as_bytes()),
+            Err(what) => {
+                self.spoil(EventError::Json(what));
+                None
+            }
+        }
+    }
+
+    /// Reads an object's members (the reader is at its `{`), handing each of the
+    /// known `fields` to `set` with its number; other members are skipped, a
+    /// known field given twice spoils the event.
+    fn known_fields(
+        &mut self,
+        fields: &Fields,
+        mut set: impl FnMut(&mut Self, usize) -> Step,
+    ) -> Step {
+        let mut seen = 0u64;
+        self.object(|reader, key| {
+            let Some(index) = reader.key_number(&key, fields) else {
+                return reader.skip_value();
+            };
+            if seen & (1 << index) != 0 {
+                let name = fields.names.get(index).copied().unwrap_or_default();
+                let error = reader.syntax(&format!("duplicate field `{name}`"));
+                reader.spoil(error);
+                return reader.skip_value();
+            }
+            seen |= 1 << index;
+            set(reader, index)
+        })
+    }
+
+    /// An object of known `fields` (or `null`), each handed to `set` with its number.
     fn fields<T: Default>(
         &mut self,
         what: &str,
         fields: &Fields,
-        mut set: impl FnMut(&mut Self, usize, &mut T) -> Read<()>,
-    ) -> Read<Option<T>> {
+        mut set: impl FnMut(&mut Self, usize, &mut T) -> Step,
+    ) -> Step<Option<T>> {
         match self.peek() {
-            Some(b'n') => self.literal(b"null").map(|()| Ok(None)),
+            Some(b'n') => self.literal(b"null").map(|()| None),
             Some(b'{') => {
                 let mut value = T::default();
-                let mut error = None;
-                let mut seen = 0u64;
-                self.object(|reader, key| {
-                    let Some(index) = keep(&mut error, key.position(fields)).flatten() else {
-                        return reader.skip_value();
-                    };
-                    if seen & (1 << index) != 0 {
-                        let name = fields.names.get(index).copied().unwrap_or_default();
-                        note(
-                            &mut error,
-                            reader.syntax(&format!("duplicate field `{name}`")),
-                        );
-                        return reader.skip_value();
-                    }
-                    seen |= 1 << index;
-                    let result = set(reader, index, &mut value)?;
-                    keep(&mut error, result);
-                    Ok(())
-                })?;
-                Ok(error.map_or(Ok(Some(value)), Err))
+                self.known_fields(fields, |reader, index| set(reader, index, &mut value))?;
+                Ok(Some(value))
             }
-            _ => self.wrong_type(what),
+            _ => self.wrong_type(what).map(|()| None),
         }
     }
 
-    fn user_info(&mut self) -> Read<Option<UserFields>> {
+    fn user_info(&mut self) -> Step<Option<UserFields>> {
         self.fields(
             "struct UserInfo",
             &Fields::few(&USER_FIELDS),
             |reader, index, user: &mut UserFields| {
-                Ok(match index {
-                    0 => reader.string()?.map(|name| user.username = Some(name)),
-                    1 => reader.optional_string()?.map(|uid| user.uid = uid),
-                    _ => reader
-                        .strings(false)?
-                        .map(|groups| user.groups = groups.unwrap_or_default()),
-                })
+                match index {
+                    0 => user.username = reader.string()?,
+                    1 => user.uid = reader.optional_string()?,
+                    _ => user.groups = reader.strings(false)?.unwrap_or_default(),
+                }
+                Ok(())
             },
         )
     }
 
-    fn object_ref(&mut self) -> Read<Option<ObjectFields>> {
+    fn object_ref(&mut self) -> Step<Option<ObjectFields>> {
         self.fields(
             "struct ObjectReference",
             &Fields::few(&OBJECT_REF_FIELDS),
             |reader, index, object: &mut ObjectFields| {
                 let value = reader.optional_string()?;
-                Ok(value.map(|value| {
-                    *match index {
-                        0 => &mut object.resource,
-                        1 => &mut object.namespace,
-                        2 => &mut object.name,
-                        3 => &mut object.uid,
-                        4 => &mut object.api_group,
-                        5 => &mut object.api_version,
-                        6 => &mut object.resource_version,
-                        _ => &mut object.subresource,
-                    } = value
-                }))
+                *match index {
+                    0 => &mut object.resource,
+                    1 => &mut object.namespace,
+                    2 => &mut object.name,
+                    3 => &mut object.uid,
+                    4 => &mut object.api_group,
+                    5 => &mut object.api_version,
+                    6 => &mut object.resource_version,
+                    _ => &mut object.subresource,
+                } = value;
+                Ok(())
             },
         )
     }
 
-    fn response_status(&mut self) -> Read<Option<StatusFields>> {
+    fn response_status(&mut self) -> Step<Option<StatusFields>> {
         self.fields(
             "struct ResponseStatus",
             &Fields::few(&STATUS_FIELDS),
             |reader, index, status: &mut StatusFields| {
                 if index == 0 {
-                    return Ok(reader.optional_i64()?.map(|code| status.code = code));
+                    status.code = reader.optional_i64()?;
+                    return Ok(());
                 }
                 let value = reader.optional_string()?;
-                Ok(value.map(|value| {
-                    *match index {
-                        1 => &mut status.status,
-                        2 => &mut status.reason,
-                        _ => &mut status.message,
-                    } = value
-                }))
+                *match index {
+                    1 => &mut status.status,
+                    2 => &mut status.reason,
+                    _ => &mut status.message,
+                } = value;
+                Ok(())
             },
         )
     }
 
     /// `items`: at the top level each element is read as an event; deeper down only checked.
-    fn items(&mut self, read_events: bool) -> Read<Option<Vec<Item<'a>>>> {
+    fn items(&mut self, read_events: bool) -> Step<Option<Vec<Item<'a>>>> {
         match self.peek() {
-            Some(b'n') => self.literal(b"null").map(|()| Ok(None)),
+            Some(b'n') => self.literal(b"null").map(|()| None),
             Some(b'[') if read_events => {
                 let mut items = Vec::new();
                 self.array(|reader| {
@@ -806,87 +865,65 @@ impl<'a> Reader<'a> {
                     });
                     Ok(())
                 })?;
-                Ok(Ok(Some(items)))
+                Ok(Some(items))
             }
-            Some(b'[') => self.skip_value().map(|()| Ok(Some(Vec::new()))),
-            _ => self.wrong_type("a sequence"),
+            Some(b'[') => self.skip_value().map(|()| Some(Vec::new())),
+            _ => self.wrong_type("a sequence").map(|()| None),
         }
     }
 
     /// Reads an event's object (the reader is at its `{`); `top` reads list items as events.
-    fn event_object(&mut self, top: bool) -> Result<Wire<'a>, EventError> {
+    ///
+    /// The event has its own base, pool and spoiling error: an item of a list
+    /// spoils only itself.
+    fn event_object(&mut self, top: bool) -> Step<Wire<'a>> {
         let outer_base = std::mem::replace(&mut self.base, self.pos);
         let outer_pool = std::mem::take(&mut self.pool);
-        let text = self.text.get(self.pos..).unwrap_or_default();
-        let read = self.fields("struct WireDocument", &EVENT, |reader, index, wire| {
-            reader.event_field(index, wire, top)
+        let outer_spoiled = self.spoiled.take();
+        let mut wire = Wire {
+            text: self.text.get(self.pos..).unwrap_or_default(),
+            ..Wire::default()
+        };
+        let read = self.known_fields(&EVENT, |reader, index| {
+            reader.event_field(index, &mut wire, top)
         });
         self.base = outer_base;
-        let pool = std::mem::replace(&mut self.pool, outer_pool);
-        match read? {
-            Ok(wire) => Ok(Wire {
-                text,
-                pool,
-                ..wire.unwrap_or_default()
-            }),
-            Err(error) => Ok(Wire {
-                error: Some(error),
-                ..Wire::default()
-            }),
-        }
+        wire.pool = std::mem::replace(&mut self.pool, outer_pool);
+        wire.error = std::mem::replace(&mut self.spoiled, outer_spoiled);
+        read?;
+        Ok(wire)
     }
 
     /// Reads the value of the event field with number `index` (see [`EVENT_FIELDS`]).
-    fn event_field(&mut self, index: usize, wire: &mut Wire<'a>, top: bool) -> Read<()> {
-        fn set<T>(slot: &mut T) -> impl FnOnce(T) + '_ {
-            move |value| *slot = value
-        }
-        Ok(match index {
+    fn event_field(&mut self, index: usize, wire: &mut Wire<'a>, top: bool) -> Step {
+        match index {
             0 => {
-                let range = self.optional_raw()?;
-                wire.kind = match range {
+                wire.kind = match self.optional_raw()? {
                     Some(range) => Some(self.slice(range)?),
                     None => None,
-                };
-                Ok(())
+                }
             }
-            1 => self.optional_string()?.map(set(&mut wire.api_version)),
-            2 => self.items(top)?.map(set(&mut wire.items)),
-            3 => self.optional_string()?.map(set(&mut wire.audit_id)),
-            4 => self.optional_name()?.map(set(&mut wire.stage)),
-            5 => self.optional_name()?.map(set(&mut wire.level)),
-            6 => self.optional_string()?.map(set(&mut wire.request_uri)),
-            7 => self.optional_string()?.map(set(&mut wire.verb)),
-            8 => self.user_info()?.map(set(&mut wire.user)),
-            9 => self.user_info()?.map(set(&mut wire.impersonated_user)),
-            10 => self.strings(true)?.map(set(&mut wire.source_ips)),
-            11 => self.optional_string()?.map(set(&mut wire.user_agent)),
-            12 => self.object_ref()?.map(set(&mut wire.object_ref)),
-            13 => self.response_status()?.map(set(&mut wire.response_status)),
-            14 => self
-                .optional_string()?
-                .map(set(&mut wire.request_received_timestamp)),
-            15 => self.optional_string()?.map(set(&mut wire.stage_timestamp)),
-            16 => self.string_map()?.map(set(&mut wire.annotations)),
-            17 => Ok(self.optional_body()?).map(set(&mut wire.request_object)),
-            _ => Ok(self.optional_body()?).map(set(&mut wire.response_object)),
-        })
-    }
-}
-
-/// Keeps the first error; gives the value if there was none.
-fn keep<T>(first: &mut Option<EventError>, typed: Typed<T>) -> Option<T> {
-    match typed {
-        Ok(value) => Some(value),
-        Err(error) => {
-            note(first, error);
-            None
+            1 => wire.api_version = self.optional_string()?,
+            2 => wire.items = self.items(top)?,
+            3 => wire.audit_id = self.optional_string()?,
+            4 => wire.stage = self.optional_name()?,
+            5 => wire.level = self.optional_name()?,
+            6 => wire.request_uri = self.optional_string()?,
+            7 => wire.verb = self.optional_string()?,
+            8 => wire.user = self.user_info()?,
+            9 => wire.impersonated_user = self.user_info()?,
+            10 => wire.source_ips = self.strings(true)?,
+            11 => wire.user_agent = self.optional_string()?,
+            12 => wire.object_ref = self.object_ref()?,
+            13 => wire.response_status = self.response_status()?,
+            14 => wire.request_received_timestamp = self.optional_string()?,
+            15 => wire.stage_timestamp = self.optional_string()?,
+            16 => wire.annotations = self.string_map()?,
+            17 => wire.request_object = self.optional_body()?,
+            _ => wire.response_object = self.optional_body()?,
         }
+        Ok(())
     }
-}
-
-fn note(first: &mut Option<EventError>, error: EventError) {
-    first.get_or_insert(error);
 }
 
 /// The position of the first byte that ends a run of plain string contents: a

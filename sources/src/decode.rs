@@ -25,10 +25,10 @@ pub struct Decoded {
     pub failures: Vec<InputFailure>,
 }
 
-/// How many groups of frames a source decodes at once: one per core, at least two
-/// (so that reading the next chunk overlaps decoding the last one).
+/// How many groups of frames a source decodes at once: one per core and one
+/// more, so that a core that finishes a group finds the next one waiting.
 pub fn decode_parallelism() -> usize {
-    std::thread::available_parallelism().map_or(2, |cores| cores.get().max(2))
+    std::thread::available_parallelism().map_or(3, |cores| cores.get() + 1)
 }
 
 /// Decodes groups of frames on blocking threads, several at once, handing the
@@ -160,7 +160,7 @@ pub fn decode_frame(
     failures: &mut Vec<InputFailure>,
 ) {
     match frame {
-        Frame::Complete(bytes) => decode_bytes(bytes, source_id, events, failures),
+        Frame::Complete(bytes) => decode_bytes(Vec::from(bytes), source_id, events, failures),
         Frame::TooLong { prefix, length } => failures.push(InputFailure {
             error_type: "too_large",
             message: format!(
@@ -279,21 +279,26 @@ mod tests {
         let mut events = Vec::new();
         let mut failures = Vec::new();
         let good = br#"{"auditID":"a","stage":"ResponseComplete","verb":"get"}"#.to_vec();
-        decode_frame(Frame::Complete(good), &id, &mut events, &mut failures);
         decode_frame(
-            Frame::Complete(b"nope".to_vec()),
+            Frame::Complete(good.into()),
             &id,
             &mut events,
             &mut failures,
         );
         decode_frame(
-            Frame::Complete(vec![b'{', 0xff, b'}']),
+            Frame::Complete(b"nope".to_vec().into()),
             &id,
             &mut events,
             &mut failures,
         );
         decode_frame(
-            Frame::Complete(b"  ".to_vec()),
+            Frame::Complete(vec![b'{', 0xff, b'}'].into()),
+            &id,
+            &mut events,
+            &mut failures,
+        );
+        decode_frame(
+            Frame::Complete(b"  ".to_vec().into()),
             &id,
             &mut events,
             &mut failures,

@@ -1,7 +1,10 @@
 //! Splitting a byte stream into lines and JSON documents, with bounded memory.
 //!
 //! [`LineFramer`] takes chunks as they are read and yields complete lines. A
-//! line longer than its limit is not buffered: its first bytes are kept for
+//! line that lies within one chunk is a shared slice of it ([`Bytes`]): the
+//! framer finds the newlines and copies nothing, so framing costs little on
+//! the reading task and each line's bytes are copied once, where it is decoded.
+//! A line longer than its limit is not buffered: its first bytes are kept for
 //! the error record, the rest is skipped up to the next newline, and reading
 //! goes on. A last line without its newline stays pending until the newline
 //! arrives (a writer may not have finished it).
@@ -11,6 +14,8 @@
 //! multi-line document that ends when its brackets balance; any other line is
 //! a document of its own.
 
+use bytes::Bytes;
+
 /// The bytes of an over-long line kept for its error record.
 const KEPT_PREFIX_BYTES: usize = 64 * 1024;
 
@@ -18,7 +23,7 @@ const KEPT_PREFIX_BYTES: usize = 64 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
     /// A complete line or document, without its newline.
-    Complete(Vec<u8>),
+    Complete(Bytes),
     /// A line or document over the limit: its first bytes and its whole length.
     TooLong {
         /// The first bytes (up to 64 KiB).
@@ -51,15 +56,26 @@ impl LineFramer {
         self.partial.len() + self.skipped.unwrap_or(0)
     }
 
-    /// Frames a chunk, appending complete lines to `out`.
+    /// Frames a chunk (copied once), appending complete lines to `out`.
     pub fn push(&mut self, chunk: &[u8], out: &mut Vec<Frame>) {
-        let mut rest = chunk;
-        while let Some(newline) = memchr::memchr(b'\n', rest) {
-            self.take(&rest[..newline]);
-            out.push(self.complete_line());
-            rest = &rest[newline + 1..];
+        self.push_shared(Bytes::copy_from_slice(chunk), out);
+    }
+
+    /// Frames a chunk, appending complete lines to `out`: the lines that lie
+    /// within the chunk are slices of it, not copies.
+    pub fn push_shared(&mut self, chunk: Bytes, out: &mut Vec<Frame>) {
+        let mut start = 0;
+        for newline in memchr::memchr_iter(b'\n', &chunk) {
+            let line = if self.pending_bytes() == 0 && newline - start <= self.max_line_bytes {
+                Frame::Complete(without_carriage_return(chunk.slice(start..newline)))
+            } else {
+                self.take(chunk.get(start..newline).unwrap_or_default());
+                self.complete_line()
+            };
+            out.push(line);
+            start = newline + 1;
         }
-        self.take(rest);
+        self.take(chunk.get(start..).unwrap_or_default());
     }
 
     /// The unfinished last line at the end of the input, if any.
@@ -95,10 +111,18 @@ impl LineFramer {
                 if line.last() == Some(&b'\r') {
                     line.pop();
                 }
-                Frame::Complete(line)
+                Frame::Complete(Bytes::from(line))
             }
         }
     }
+}
+
+/// A line without the `\r` of a CRLF ending.
+fn without_carriage_return(mut line: Bytes) -> Bytes {
+    if line.last() == Some(&b'\r') {
+        line.truncate(line.len() - 1);
+    }
+    line
 }
 
 /// Joins the lines of pretty-printed JSON documents; passes single-line documents through.
@@ -192,7 +216,7 @@ impl OpenDocument {
                 length: self.length,
             }
         } else {
-            Frame::Complete(self.bytes)
+            Frame::Complete(Bytes::from(self.bytes))
         }
     }
 }
@@ -248,7 +272,7 @@ mod tests {
     }
 
     fn complete(text: &str) -> Frame {
-        Frame::Complete(text.as_bytes().to_vec())
+        Frame::Complete(Bytes::copy_from_slice(text.as_bytes()))
     }
 
     #[test]

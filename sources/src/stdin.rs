@@ -5,6 +5,11 @@
 //! becomes an `errors` record and reading goes on. The source ends at EOF, so
 //! `auditflow run --once` stops when the input is used up.
 //!
+//! A thread of its own reads standard input in chunks, a few ahead of the
+//! pipeline (the channel between them is bounded, so a slow pipeline stops the
+//! reads); the source task frames each chunk into lines without copying them
+//! and hands groups of lines to the decoders, which run on the other cores.
+//!
 //! ```toml
 //! [sources.in]
 //! type = "stdin"
@@ -13,8 +18,11 @@
 
 use auditflow_core::component::{ComponentTask, SourceConfig, SourceContext};
 use auditflow_core::config::{parse_options, OptionError};
+use std::io::Read;
+
+use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::mpsc;
 
 use crate::decode::{decode_parallelism, Decoded, OrderedDecoder};
 use crate::framing::{DocumentAssembler, Frame, LineFramer};
@@ -22,7 +30,11 @@ use crate::framing::{DocumentAssembler, Frame, LineFramer};
 /// The default longest line or document accepted.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 4 * 1024 * 1024;
 
+/// The most bytes one read takes.
 const READ_BUFFER_BYTES: usize = 256 * 1024;
+
+/// How many chunks the reading thread may be ahead of the source task.
+const CHUNKS_AHEAD: usize = 4;
 
 /// Options of the `stdin` source.
 #[derive(Debug, Clone, Deserialize)]
@@ -56,23 +68,59 @@ impl SourceConfig for StdinConfig {
 
     fn build(&self, context: SourceContext) -> anyhow::Result<ComponentTask> {
         let max = self.max_line_bytes;
-        Ok(Box::pin(read_stream(tokio::io::stdin(), max, context)))
+        let chunks = spawn_reader("auditflow-stdin", std::io::stdin())?;
+        Ok(Box::pin(read_stream(chunks, max, context)))
     }
 }
 
-/// Reads a byte stream to its end (or until shutdown), sending events as they are decoded.
+/// Reads `input` to its end on a thread named `name`, handing out its chunks
+/// (an error ends them); the thread stops at the end of the input, or at its
+/// next read after the receiver is gone.
+pub fn spawn_reader(
+    name: &str,
+    mut input: impl Read + Send + 'static,
+) -> anyhow::Result<mpsc::Receiver<std::io::Result<Bytes>>> {
+    let (chunks, receiver) = mpsc::channel(CHUNKS_AHEAD);
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || loop {
+            let mut chunk = BytesMut::zeroed(READ_BUFFER_BYTES);
+            let read = match input.read(&mut chunk) {
+                Ok(0) => return,
+                Ok(read) => read,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(error) => {
+                    let _ = chunks.blocking_send(Err(error));
+                    return;
+                }
+            };
+            chunk.truncate(read);
+            if chunks.blocking_send(Ok(chunk.freeze())).is_err() {
+                return;
+            }
+        })?;
+    Ok(receiver)
+}
+
+/// Reads a stream of chunks to its end (or until shutdown), sending events as they are decoded.
 pub async fn read_stream(
-    mut reader: impl AsyncRead + Unpin,
+    mut chunks: mpsc::Receiver<std::io::Result<Bytes>>,
     max_line_bytes: usize,
     context: SourceContext,
 ) -> anyhow::Result<()> {
     let mut framer = LineFramer::new(max_line_bytes);
     let mut assembler = DocumentAssembler::new(max_line_bytes);
     let mut decoder = OrderedDecoder::new(context.id.clone(), decode_parallelism());
-    let mut buffer = vec![0u8; READ_BUFFER_BYTES];
     let mut frames = Vec::new();
     let mut reading = true;
-    while reading || !decoder.is_empty() {
+    // One chunk read ahead while every decoding slot is busy: reading overlaps decoding.
+    let mut read_ahead: Option<Vec<Frame>> = None;
+    while reading || read_ahead.is_some() || !decoder.is_empty() {
+        if !decoder.is_full() {
+            if let Some(chunk) = read_ahead.take() {
+                decoder.submit(chunk);
+            }
+        }
         tokio::select! {
             biased;
             decoded = decoder.next(), if !decoder.is_empty() => {
@@ -82,15 +130,23 @@ pub async fn read_stream(
                     }
                 }
             }
-            read = reader.read(&mut buffer), if reading && !decoder.is_full() => {
-                let read = read?;
-                reading = read > 0;
-                if read == 0 {
-                    frames.extend(framer.finish());
+            chunk = chunks.recv(), if reading && read_ahead.is_none() => {
+                match chunk.transpose()? {
+                    Some(chunk) => {
+                        context.metrics.received_bytes.add(chunk.len() as u64);
+                        framer.push_shared(chunk, &mut frames);
+                    }
+                    None => {
+                        reading = false;
+                        frames.extend(framer.finish());
+                    }
                 }
-                context.metrics.received_bytes.add(read as u64);
-                framer.push(&buffer[..read], &mut frames);
-                decoder.submit(assemble(&mut assembler, &mut frames, !reading));
+                let chunk = assemble(&mut assembler, &mut frames, !reading);
+                if decoder.is_full() {
+                    read_ahead = Some(chunk);
+                } else {
+                    decoder.submit(chunk);
+                }
             }
             _ = context.shutdown.cancelled(), if reading => reading = false,
         }

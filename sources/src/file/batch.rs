@@ -137,7 +137,9 @@ mod tests {
 
     fn line(id: &str) -> Frame {
         Frame::Complete(
-            format!(r#"{{"auditID":"{id}","stage":"ResponseComplete","verb":"get"}}"#).into_bytes(),
+            format!(r#"{{"auditID":"{id}","stage":"ResponseComplete","verb":"get"}}"#)
+                .into_bytes()
+                .into(),
         )
     }
 
@@ -147,7 +149,7 @@ mod tests {
         queue.push(origin(10), vec![line("a"), line("b")], "/x.log".into());
         queue.push(
             origin(20),
-            vec![Frame::Complete(b"nope".to_vec()), line("c")],
+            vec![Frame::Complete(b"nope".to_vec().into()), line("c")],
             "/x.log".into(),
         );
         assert_eq!(queue.len(), 2);

@@ -19,8 +19,8 @@ cargo --version
 log "format (cargo fmt --check)"
 cargo fmt --all -- --check
 
-log "lint (cargo clippy --all-targets -- -D warnings)"
-cargo clippy --all-targets --locked -- -D warnings
+log "lint (cargo clippy --workspace --all-targets -- -D warnings)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 log "servers (scripts/services.sh)"
 # Start the real servers the integration tests talk to; stop at exit what this run started.

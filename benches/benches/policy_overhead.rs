@@ -90,16 +90,12 @@ impl Transform for HeaderReads {
         for event in batch {
             if let Some(audit) = event.as_audit() {
                 let header = audit.header();
-                let mut sum = first_byte(&header.verb) + first_byte(&header.user.username);
-                sum += header
-                    .user
-                    .groups
-                    .iter()
-                    .map(|group| first_byte(group))
-                    .sum::<usize>();
-                if let Some(object) = &header.object_ref {
-                    for field in [&object.resource, &object.namespace, &object.api_group] {
-                        sum += first_byte(field.as_deref().unwrap_or(""));
+                let user = header.user();
+                let mut sum = first_byte(header.verb()) + first_byte(user.username());
+                sum += user.groups().iter().map(first_byte).sum::<usize>();
+                if let Some(object) = header.object_ref() {
+                    for field in [object.resource(), object.namespace(), object.api_group()] {
+                        sum += first_byte(field.unwrap_or(""));
                     }
                 }
                 std::hint::black_box(sum);

@@ -1018,6 +1018,7 @@ pub(super) fn unescape(raw: &str) -> Result<String, &'static str> {
 
 /// Appends the contents of a JSON string, its escapes resolved, to `out`.
 fn unescape_into(raw: &str, out: &mut String) -> Result<(), &'static str> {
+    out.reserve(raw.len());
     walk_escapes(raw, |plain, ch| {
         out.push_str(plain);
         if let Some(ch) = ch {

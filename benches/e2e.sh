@@ -11,7 +11,7 @@
 # write of a gigabyte costs several times the next ones), then RUNS times;
 # every run prints its wall time and CPU time (user + system), then the best
 # and the median. The file sink's output is checked byte for byte against the
-# input.
+# input. AUDITFLOW_BIN=PATH measures another build of auditflow (to compare two).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 events="${1:-1000000}"
@@ -19,8 +19,11 @@ runs="${2:-3}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-cargo build --release --quiet
-bin=target/release/auditflow
+bin="${AUDITFLOW_BIN:-}"
+if [ -z "$bin" ]; then
+  cargo build --release --quiet
+  bin=target/release/auditflow
+fi
 "$bin" generate --count "$events" --seed 42 > "$work/input.ndjson"
 bytes=$(stat -c %s "$work/input.ndjson")
 

@@ -400,7 +400,9 @@ fn resource_matches(pattern: &str, resource: &str, subresource: &str) -> bool {
     if pattern == "*" {
         return true;
     }
-    let exact = match pattern.split_once('/') {
+    // Patterns are a few bytes: a plain scan finds the slash faster than a call to `memchr`.
+    let slash = pattern.bytes().position(|byte| byte == b'/');
+    let exact = match slash.and_then(|at| Some((pattern.get(..at)?, pattern.get(at + 1..)?))) {
         None => subresource.is_empty() && pattern == resource,
         Some((res, sub)) => res == resource && sub == subresource && !subresource.is_empty(),
     };

@@ -117,23 +117,49 @@ impl PolicyMetrics {
         }
     }
 
-    fn dropped(&self, reason: DropReason) {
-        self.component.discarded_events.add(1);
-        match reason {
-            DropReason::LevelNone => self.dropped_level_none.add(1),
-            DropReason::OmittedStage => self.dropped_omitted_stage.add(1),
+    /// Adds a batch's counts to the series.
+    fn add(&self, tally: &Tally) {
+        let [level_none, omitted_stage] = tally.dropped;
+        self.component
+            .discarded_events
+            .add(level_none + omitted_stage);
+        self.dropped_level_none.add(level_none);
+        self.dropped_omitted_stage.add(omitted_stage);
+        for (counter, count) in self.kept.iter().zip(tally.kept) {
+            counter.add(count);
+        }
+    }
+}
+
+/// The counts of one batch, added to the shared series once per batch.
+#[derive(Default)]
+struct Tally {
+    /// Dropped events: level `None`, omitted stage.
+    dropped: [u64; 2],
+    /// Kept events by level: Metadata, Request, RequestResponse.
+    kept: [u64; 3],
+}
+
+impl Tally {
+    fn dropped(&mut self, reason: DropReason) {
+        let index = match reason {
+            DropReason::LevelNone => 0,
+            DropReason::OmittedStage => 1,
+        };
+        if let Some(count) = self.dropped.get_mut(index) {
+            *count += 1;
         }
     }
 
-    fn kept(&self, level: Level) {
+    fn kept(&mut self, level: Level) {
         let index = match level {
             Level::None => return,
             Level::Metadata => 0,
             Level::Request => 1,
             Level::RequestResponse => 2,
         };
-        if let Some(counter) = self.kept.get(index) {
-            counter.add(1);
+        if let Some(count) = self.kept.get_mut(index) {
+            *count += 1;
         }
     }
 }
@@ -145,6 +171,7 @@ struct AuditPolicy {
 
 impl Transform for AuditPolicy {
     fn transform(&mut self, batch: Vec<Event>, output: &mut TransformOutput) {
+        let mut tally = Tally::default();
         for mut event in batch {
             let Payload::Audit(audit) = &mut event.payload else {
                 output.push(event);
@@ -153,11 +180,10 @@ impl Transform for AuditPolicy {
             let decision = self.policy.decide(&RequestAttributes::of(audit.header()));
             match apply(audit, &decision) {
                 Ok(Applied::Unchanged | Applied::Edited) => {
-                    self.metrics
-                        .kept(audit.header().level().unwrap_or(decision.level));
+                    tally.kept(audit.header().level().unwrap_or(decision.level));
                     output.push(event);
                 }
-                Ok(Applied::Dropped(reason)) => self.metrics.dropped(reason),
+                Ok(Applied::Dropped(reason)) => tally.dropped(reason),
                 Err(error) => {
                     self.metrics.component.error("edit_failed", 1);
                     output.push_error(
@@ -167,5 +193,6 @@ impl Transform for AuditPolicy {
                 }
             }
         }
+        self.metrics.add(&tally);
     }
 }

@@ -14,8 +14,12 @@
 # generator's own speed does not count in the ingest figure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
-bin="$PWD/target/release/auditflow"
+# AUDITFLOW_BIN=PATH measures another build of auditflow (to compare two).
+bin="${AUDITFLOW_BIN:-}"
+if [ -z "$bin" ]; then
+  cargo build --release --quiet
+  bin="$PWD/target/release/auditflow"
+fi
 
 seconds_since() { awk -v s="$1" -v e="$(date +%s.%N)" 'BEGIN { printf "%.3f", e - s }'; }
 

@@ -121,3 +121,26 @@ fn pretty_printed_documents_are_accepted() {
         vec![value.clone(), value]
     );
 }
+
+#[test]
+fn an_unfinished_line_left_in_the_output_is_cut_before_new_events_are_appended() {
+    let workspace = Workspace::new();
+    let config = workspace.config(STDIN_TO_FILE);
+    let whole = r#"{"kind":"Event","auditID":"a","stage":"ResponseComplete","verb":"get"}"#;
+    // What a kill in the middle of a write leaves: whole lines, then part of one.
+    std::fs::write(
+        workspace.path("out.ndjson"),
+        format!("{whole}\n{{\"kind\":\"Event\",\"audit"),
+    )
+    .expect("write the earlier output");
+    let next = r#"{"kind":"Event","auditID":"b","stage":"ResponseComplete","verb":"get"}"#;
+    let output = workspace.run_once(&config, format!("{next}\n").as_bytes());
+    assert!(output.status.success(), "{output:?}");
+    let written = std::fs::read_to_string(workspace.path("out.ndjson")).expect("output");
+    assert_eq!(written, format!("{whole}\n{next}\n"));
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        log.contains("cut an unfinished last line of 22 bytes"),
+        "{log}"
+    );
+}

@@ -105,6 +105,93 @@ pub struct AuditEvent {
     header: HeaderFields,
     request_object: Option<Range<usize>>,
     response_object: Option<Range<usize>>,
+    /// Where the members a rebuild changes are (see [`MemberPlaces`]).
+    places: MemberPlaces,
+}
+
+/// Where an event's `level` and body members are in its text, as reading met
+/// them: [`AuditEvent::rebuild`] changes them in place instead of walking the
+/// text to find them. Kept as `u32` offsets (an event's text is under 2 GiB,
+/// see the header) so that they add 32 bytes to an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct MemberPlaces {
+    /// The value of `level` (its JSON text: a string with its quotes, or `null`).
+    level: [u32; 2],
+    /// The `requestObject` member (any value, `null` too): key start, value start, value end.
+    request: [u32; 3],
+    /// The `responseObject` member.
+    response: [u32; 3],
+}
+
+/// Marks a place an event does not have.
+const ABSENT: u32 = u32::MAX;
+
+impl Default for MemberPlaces {
+    fn default() -> Self {
+        MemberPlaces {
+            level: [ABSENT; 2],
+            request: [ABSENT; 3],
+            response: [ABSENT; 3],
+        }
+    }
+}
+
+/// One `"key": value` member of an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct MemberPlace {
+    /// Where the key's opening quote is.
+    pub start: usize,
+    /// The value.
+    pub value: Range<usize>,
+}
+
+/// Which body member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Body {
+    Request,
+    Response,
+}
+
+fn offset(at: usize) -> u32 {
+    u32::try_from(at).unwrap_or(ABSENT)
+}
+
+impl MemberPlaces {
+    /// Where the value of `level` is.
+    pub(super) fn level(&self) -> Option<Range<usize>> {
+        let [start, end] = self.level;
+        (start != ABSENT).then_some(start as usize..end as usize)
+    }
+
+    pub(super) fn set_level(&mut self, value: Range<usize>) {
+        self.level = [offset(value.start), offset(value.end)];
+    }
+
+    /// Where a body member is.
+    pub(super) fn body(&self, body: Body) -> Option<MemberPlace> {
+        let [start, value_start, value_end] = match body {
+            Body::Request => self.request,
+            Body::Response => self.response,
+        };
+        (start != ABSENT).then_some(MemberPlace {
+            start: start as usize,
+            value: value_start as usize..value_end as usize,
+        })
+    }
+
+    pub(super) fn set_body(&mut self, body: Body, member: Option<MemberPlace>) {
+        let place = member.map_or([ABSENT; 3], |member| {
+            [
+                offset(member.start),
+                offset(member.value.start),
+                offset(member.value.end),
+            ]
+        });
+        match body {
+            Body::Request => self.request = place,
+            Body::Response => self.response = place,
+        }
+    }
 }
 
 /// Events are equal when their texts, their headers (as read) and their bodies' places are.
@@ -168,17 +255,20 @@ struct Parts {
     header: HeaderFields,
     request_object: Option<Range<usize>>,
     response_object: Option<Range<usize>>,
+    places: MemberPlaces,
 }
 
 impl Parts {
     /// Moves the header and the bodies' places (relative to the event's text) out of the wire form.
-    fn of(wire: Wire<'_>) -> Result<Parts, EventError> {
+    fn of(mut wire: Wire<'_>) -> Result<Parts, EventError> {
         let request_object = wire.request_object.clone();
         let response_object = wire.response_object.clone();
+        let places = std::mem::take(&mut wire.places);
         Ok(Parts {
             header: header_from_wire(wire)?,
             request_object,
             response_object,
+            places,
         })
     }
 
@@ -189,6 +279,7 @@ impl Parts {
             header: self.header,
             request_object: self.request_object,
             response_object: self.response_object,
+            places: self.places,
         }
     }
 }
@@ -451,18 +542,31 @@ impl AuditEventEdit {
         let mut text = String::with_capacity(capacity.sum::<usize>() + 2);
         let mut request_object = None;
         let mut response_object = None;
+        let mut places = MemberPlaces::default();
         text.push('{');
         for (index, (name, raw)) in self.fields.iter().enumerate() {
             if index > 0 {
                 text.push(',');
             }
+            let start = text.len();
             text.push_str(&serde_json::to_string(name).map_err(EventError::from_json)?);
             text.push(':');
             let range = text.len()..text.len() + raw.get().len();
             text.push_str(raw.get());
+            let member = || MemberPlace {
+                start,
+                value: range.clone(),
+            };
             match name.as_str() {
-                "requestObject" => request_object = Some(range),
-                "responseObject" => response_object = Some(range),
+                "requestObject" => {
+                    places.set_body(Body::Request, Some(member()));
+                    request_object = Some(range);
+                }
+                "responseObject" => {
+                    places.set_body(Body::Response, Some(member()));
+                    response_object = Some(range);
+                }
+                LEVEL_FIELD => places.set_level(range),
                 _ => {}
             }
         }
@@ -477,6 +581,7 @@ impl AuditEventEdit {
             header,
             request_object,
             response_object,
+            places,
         })
     }
 }

@@ -15,6 +15,7 @@ use std::ops::Range;
 
 use smallvec::SmallVec;
 
+use super::audit::{Body, MemberPlace, MemberPlaces};
 use super::header::{List, ObjectFields, Source, StatusFields, Text, TextPool, UserFields};
 use super::EventError;
 
@@ -55,6 +56,8 @@ pub(super) struct Wire<'a> {
     pub error: Option<EventError>,
     /// The places of the lists, and the strings not kept in the text as they are.
     pub pool: TextPool,
+    /// Where `level` and the body members are.
+    pub places: MemberPlaces,
 }
 
 impl Wire<'_> {
@@ -751,7 +754,7 @@ impl<'a> Reader<'a> {
     fn known_fields(
         &mut self,
         fields: &Fields,
-        mut set: impl FnMut(&mut Self, usize) -> Step,
+        mut set: impl FnMut(&mut Self, usize, &Key<'a>) -> Step,
     ) -> Step {
         let mut seen = 0u64;
         self.object(|reader, key| {
@@ -765,7 +768,7 @@ impl<'a> Reader<'a> {
                 return reader.skip_value();
             }
             seen |= 1 << index;
-            set(reader, index)
+            set(reader, index, &key)
         })
     }
 
@@ -780,7 +783,7 @@ impl<'a> Reader<'a> {
             Some(b'n') => self.literal(b"null").map(|()| None),
             Some(b'{') => {
                 let mut value = T::default();
-                self.known_fields(fields, |reader, index| set(reader, index, &mut value))?;
+                self.known_fields(fields, |reader, index, _| set(reader, index, &mut value))?;
                 Ok(Some(value))
             }
             _ => self.wrong_type(what).map(|()| None),
@@ -884,8 +887,8 @@ impl<'a> Reader<'a> {
             text: self.text.get(self.pos..).unwrap_or_default(),
             ..Wire::default()
         };
-        let read = self.known_fields(&EVENT, |reader, index| {
-            reader.event_field(index, &mut wire, top)
+        let read = self.known_fields(&EVENT, |reader, index, key| {
+            reader.event_field(index, &mut wire, top, key)
         });
         self.base = outer_base;
         wire.pool = std::mem::replace(&mut self.pool, outer_pool);
@@ -895,7 +898,13 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads the value of the event field with number `index` (see [`EVENT_FIELDS`]).
-    fn event_field(&mut self, index: usize, wire: &mut Wire<'a>, top: bool) -> Step {
+    fn event_field(&mut self, index: usize, wire: &mut Wire<'a>, top: bool, key: &Key<'_>) -> Step {
+        let base = self.base;
+        let value_start = self.pos;
+        let member = |reader: &Self| MemberPlace {
+            start: key.start - 1 - base,
+            value: value_start - base..reader.pos - base,
+        };
         match index {
             0 => {
                 wire.kind = match self.optional_raw()? {
@@ -907,7 +916,10 @@ impl<'a> Reader<'a> {
             2 => wire.items = self.items(top)?,
             3 => wire.audit_id = self.optional_string()?,
             4 => wire.stage = self.optional_name()?,
-            5 => wire.level = self.optional_name()?,
+            5 => {
+                wire.level = self.optional_name()?;
+                wire.places.set_level(value_start - base..self.pos - base);
+            }
             6 => wire.request_uri = self.optional_string()?,
             7 => wire.verb = self.optional_string()?,
             8 => wire.user = self.user_info()?,
@@ -919,8 +931,14 @@ impl<'a> Reader<'a> {
             14 => wire.request_received_timestamp = self.optional_string()?,
             15 => wire.stage_timestamp = self.optional_string()?,
             16 => wire.annotations = self.string_map()?,
-            17 => wire.request_object = self.optional_body()?,
-            _ => wire.response_object = self.optional_body()?,
+            17 => {
+                wire.request_object = self.optional_body()?;
+                wire.places.set_body(Body::Request, Some(member(self)));
+            }
+            _ => {
+                wire.response_object = self.optional_body()?;
+                wire.places.set_body(Body::Response, Some(member(self)));
+            }
         }
         Ok(())
     }

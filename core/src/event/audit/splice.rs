@@ -14,7 +14,7 @@ use std::ops::Range;
 
 use serde_json::value::RawValue;
 
-use super::{AuditEvent, Level};
+use super::{AuditEvent, Body, Level, MemberPlace, MemberPlaces};
 use crate::event::EventError;
 
 /// One `"key": value` member of a JSON object, as byte ranges of the object's text.
@@ -170,28 +170,25 @@ impl AuditEvent {
     /// Sets the event's `level` and keeps, removes or replaces its bodies.
     ///
     /// Every other byte of the text stays as it was, and so does the typed
-    /// header (but for the level): the text is not parsed, only its top-level
-    /// members are located. A `level` the event did not have is added at the
-    /// end. Text that cannot be followed that way (a key written with escapes)
-    /// goes through [`AuditEvent::edit`] instead, with the same result.
+    /// header (but for the level): nothing is parsed or walked, the members
+    /// are changed where reading found them ([`MemberPlaces`]). A `level` or a
+    /// replaced body the event did not have is added at the end. Should two
+    /// removals meet (both bodies removed as the object's first members), the
+    /// event goes through [`AuditEvent::edit`] instead, with the same result.
     pub fn rebuild(
         &mut self,
         level: Level,
         request: BodyChange<'_>,
         response: BodyChange<'_>,
     ) -> Result<(), EventError> {
-        let known: Vec<Range<usize>> = [&self.request_object, &self.response_object]
-            .into_iter()
-            .flatten()
-            .cloned()
-            .collect();
-        match self.spliced(&known, level, request, response) {
+        match self.spliced(level, request, response) {
             Some(out) => {
                 // The header's strings are places in the old text: move them with the text.
                 self.header = self.header.moved(&self.text, |range| out.shift_of(&range));
                 self.text = out.text;
                 self.request_object = out.request;
                 self.response_object = out.response;
+                self.places = out.places;
                 self.header.level = Some(level);
                 Ok(())
             }
@@ -202,91 +199,125 @@ impl AuditEvent {
         }
     }
 
-    /// The text of [`AuditEvent::rebuild`]; `None` when the text cannot be followed.
-    ///
-    /// Members are located one by one only until `level` and every body that
-    /// changes have been met; the rest of the text is copied as it is.
+    /// The text of [`AuditEvent::rebuild`], spliced at the members' places;
+    /// `None` when the edits would meet.
     fn spliced(
         &self,
-        known: &[Range<usize>],
         level: Level,
         request: BodyChange<'_>,
         response: BodyChange<'_>,
     ) -> Option<Spliced> {
         let level_json = format!("\"{}\"", level.as_str());
-        let mut out = Spliced::with_capacity(self.text.len() + level_json.len() + 10);
-        let pending = |change: BodyChange<'_>, body: &Option<Range<usize>>| match change {
-            BodyChange::Keep => false,
-            BodyChange::Remove => body.is_some(),
-            BodyChange::Replace(_) => true,
-        };
-        let mut pending_request = pending(request, &self.request_object);
-        let mut pending_response = pending(response, &self.response_object);
-        let mut pending_level = true;
-        let mut members = Members::new(&self.text, known)?;
-        for member in members.by_ref() {
-            let whole = member.whole();
-            let key = self.text.get(member.key.clone())?;
-            if key.contains('\\') {
-                return None;
-            }
-            let text = self.text.get(whole.clone())?;
-            let head = self.text.get(whole.start..member.value.start)?;
-            match key {
-                REQUEST_OBJECT => {
-                    pending_request = false;
-                    out.request = out.body(head, text, &member, request);
-                }
-                RESPONSE_OBJECT => {
-                    pending_response = false;
-                    out.response = out.body(head, text, &member, response);
-                }
-                LEVEL => {
-                    pending_level = false;
-                    out.push(head, &level_json);
-                }
-                _ => {
-                    out.copy(whole.start, text);
-                }
-            }
-            if !(pending_level || pending_request || pending_response) {
-                // Everything after this member stays as it is (up to and with the closing brace).
-                let rest = self.text.get(member.value.end..)?;
-                let shift = |range: &Range<usize>| {
-                    (range.start >= member.value.end).then(|| {
-                        let start = range.start - member.value.end + out.text.len();
-                        start..start + range.len()
-                    })
-                };
-                if out.request.is_none() && matches!(request, BodyChange::Keep) {
-                    out.request = self.request_object.as_ref().and_then(shift);
-                }
-                if out.response.is_none() && matches!(response, BodyChange::Keep) {
-                    out.response = self.response_object.as_ref().and_then(shift);
-                }
-                let end = out.text.len();
-                out.moves.push((
-                    member.value.end..self.text.len(),
-                    end as isize - member.value.end as isize,
-                ));
-                out.text.push_str(rest);
-                return Some(out);
-            }
-        }
-        if !members.complete {
+        let bytes = self.text.as_bytes();
+        // New members go before the closing brace (an event is never an empty object).
+        let end = self.text.len().checked_sub(1)?;
+        let last = bytes
+            .get(..end)?
+            .iter()
+            .rev()
+            .find(|b| !b.is_ascii_whitespace());
+        if bytes.get(end) != Some(&b'}') || matches!(last, None | Some(b'{')) {
             return None;
         }
-        if pending_level {
-            out.push("\"level\":", &level_json);
+        let mut edits = vec![match self.places.level() {
+            Some(value) => Edit::replace(value, &level_json, Placed::Level),
+            None => Edit::append(end, ",\"level\":", &level_json, Placed::Level),
+        }];
+        let bodies = [
+            (
+                request,
+                Body::Request,
+                ",\"requestObject\":",
+                Placed::Request,
+            ),
+            (
+                response,
+                Body::Response,
+                ",\"responseObject\":",
+                Placed::Response,
+            ),
+        ];
+        for (change, body, head, placed) in bodies {
+            match (change, self.places.body(body)) {
+                (BodyChange::Keep, _) | (BodyChange::Remove, None) => {}
+                (BodyChange::Remove, Some(member)) => {
+                    edits.push(Edit::replace(removal(bytes, &member), "", Placed::Nothing));
+                }
+                (BodyChange::Replace(raw), Some(member)) => {
+                    edits.push(Edit::replace(member.value.clone(), raw.get(), placed));
+                }
+                (BodyChange::Replace(raw), None) => {
+                    edits.push(Edit::append(end, head, raw.get(), placed));
+                }
+            }
         }
-        if let (true, BodyChange::Replace(raw)) = (pending_request, request) {
-            out.request = Some(out.push("\"requestObject\":", raw.get()));
+        // Stable: what is added at the end keeps the order level, request, response.
+        edits.sort_by_key(|edit| edit.range.start);
+        if edits
+            .windows(2)
+            .any(|pair| matches!(pair, [first, second] if first.range.end > second.range.start))
+        {
+            return None;
         }
-        if let (true, BodyChange::Replace(raw)) = (pending_response, response) {
-            out.response = Some(out.push("\"responseObject\":", raw.get()));
+        Some(self.apply_edits(&edits, request, response))
+    }
+
+    /// Writes the text with `edits` made, and where everything ended up.
+    fn apply_edits(
+        &self,
+        edits: &[Edit<'_>],
+        request: BodyChange<'_>,
+        response: BodyChange<'_>,
+    ) -> Spliced {
+        let added: usize = edits
+            .iter()
+            .map(|edit| edit.head.len() + edit.text.len())
+            .sum();
+        let mut out = Spliced {
+            text: String::with_capacity(self.text.len() + added),
+            request: None,
+            response: None,
+            places: MemberPlaces::default(),
+            moves: Vec::with_capacity(edits.len() + 1),
+        };
+        let mut at = 0;
+        for edit in edits {
+            out.copy(&self.text, at..edit.range.start);
+            let member_start = out.text.len() + usize::from(!edit.head.is_empty());
+            out.text.push_str(edit.head);
+            let value = out.text.len()..out.text.len() + edit.text.len();
+            out.text.push_str(edit.text);
+            let added = !edit.head.is_empty();
+            match edit.placed {
+                Placed::Level => out.places.set_level(value),
+                Placed::Request => {
+                    let old = self.places.body(Body::Request).filter(|_| !added);
+                    let member = out.member_at(member_start, old.as_ref(), value.clone());
+                    out.places.set_body(Body::Request, Some(member));
+                    out.request = Some(value);
+                }
+                Placed::Response => {
+                    let old = self.places.body(Body::Response).filter(|_| !added);
+                    let member = out.member_at(member_start, old.as_ref(), value.clone());
+                    out.places.set_body(Body::Response, Some(member));
+                    out.response = Some(value);
+                }
+                Placed::Nothing => {}
+            }
+            at = edit.range.end;
         }
-        out.text.push('}');
-        Some(out)
+        out.copy(&self.text, at..self.text.len());
+        if matches!(request, BodyChange::Keep) {
+            out.request = out.moved(self.request_object.as_ref());
+            let member = out.moved_member(self.places.body(Body::Request).as_ref());
+            out.places.set_body(Body::Request, member);
+        }
+        if matches!(response, BodyChange::Keep) {
+            out.response = out.moved(self.response_object.as_ref());
+            let member = out.moved_member(self.places.body(Body::Response).as_ref());
+            out.places.set_body(Body::Response, member);
+        }
+        out
     }
 
     /// [`AuditEvent::rebuild`] through an edit of the parsed top-level members.
@@ -311,33 +342,79 @@ impl AuditEvent {
     }
 }
 
-/// The text of a rebuilt event being written, and where its bodies are in it.
+/// What the text an edit writes becomes in the rebuilt event.
+#[derive(Debug, Clone, Copy)]
+enum Placed {
+    Level,
+    Request,
+    Response,
+    Nothing,
+}
+
+/// One change of the old text: `range` replaced by `head` then `text`.
+struct Edit<'a> {
+    range: Range<usize>,
+    head: &'a str,
+    text: &'a str,
+    placed: Placed,
+}
+
+impl<'a> Edit<'a> {
+    fn replace(range: Range<usize>, text: &'a str, placed: Placed) -> Edit<'a> {
+        Edit {
+            range,
+            head: "",
+            text,
+            placed,
+        }
+    }
+
+    /// A member added at `at` (the closing brace): `head` is its comma, key and colon.
+    fn append(at: usize, head: &'a str, text: &'a str, placed: Placed) -> Edit<'a> {
+        Edit {
+            range: at..at,
+            head,
+            text,
+            placed,
+        }
+    }
+}
+
+/// What removing a member takes out of the text: the member and one comma
+/// next to it (the one before it, or after it for the first member).
+fn removal(bytes: &[u8], member: &MemberPlace) -> Range<usize> {
+    let before = bytes
+        .get(..member.start)
+        .unwrap_or_default()
+        .iter()
+        .rposition(|byte| !byte.is_ascii_whitespace());
+    if let Some(comma) = before.filter(|&at| bytes.get(at) == Some(&b',')) {
+        return comma..member.value.end;
+    }
+    let after = skip_whitespace(bytes, member.value.end);
+    if bytes.get(after) == Some(&b',') {
+        return member.start..after + 1;
+    }
+    member.start..member.value.end
+}
+
+/// The text of a rebuilt event being written, and where everything is in it.
 struct Spliced {
     text: String,
     request: Option<Range<usize>>,
     response: Option<Range<usize>>,
+    places: MemberPlaces,
     /// The ranges of the old text copied into the new one, and how far each moved.
     moves: Vec<(Range<usize>, isize)>,
 }
 
 impl Spliced {
-    fn with_capacity(capacity: usize) -> Spliced {
-        let mut text = String::with_capacity(capacity);
-        text.push('{');
-        Spliced {
-            text,
-            request: None,
-            response: None,
-            moves: Vec::new(),
-        }
-    }
-
-    /// Appends a member copied as it is from `at` in the old text.
-    fn copy(&mut self, at: usize, member: &str) {
-        let end = self.push(member, "").end;
-        let start = end - member.len();
-        self.moves
-            .push((at..at + member.len(), start as isize - at as isize));
+    /// Appends `range` of the old text as it is.
+    fn copy(&mut self, old: &str, range: Range<usize>) {
+        let shift = self.text.len() as isize - range.start as isize;
+        self.text
+            .push_str(old.get(range.clone()).unwrap_or_default());
+        self.moves.push((range, shift));
     }
 
     /// How far the text at `range` of the old text moved, if it was copied.
@@ -348,34 +425,38 @@ impl Spliced {
             .map(|(_, shift)| *shift)
     }
 
-    /// Appends a member written as `head` (or the whole member) then `value`; returns where `value` is.
-    fn push(&mut self, head: &str, value: &str) -> Range<usize> {
-        if self.text.len() > 1 {
-            self.text.push(',');
-        }
-        self.text.push_str(head);
-        let start = self.text.len();
-        self.text.push_str(value);
-        start..self.text.len()
+    /// Where `range` of the old text is in the new one, if it was copied.
+    fn moved(&self, range: Option<&Range<usize>>) -> Option<Range<usize>> {
+        let range = range?;
+        let shift = self.shift_of(range)?;
+        Some(range.start.checked_add_signed(shift)?..range.end.checked_add_signed(shift)?)
     }
 
-    /// Appends a body member as `change` says; returns where the body is, if kept.
-    fn body(
-        &mut self,
-        head: &str,
-        whole: &str,
-        member: &JsonMember,
-        change: BodyChange<'_>,
-    ) -> Option<Range<usize>> {
-        match change {
-            BodyChange::Keep => {
-                let range = self.push(whole, "");
-                let value_length = member.value.len();
-                Some(range.end - value_length..range.end)
-            }
-            BodyChange::Remove => None,
-            BodyChange::Replace(raw) => Some(self.push(head, raw.get())),
+    /// The place of a body member whose value was just written at `value`:
+    /// its key is where the `old` member's key moved to, or at `start` for a
+    /// member added.
+    fn member_at(
+        &self,
+        start: usize,
+        old: Option<&MemberPlace>,
+        value: Range<usize>,
+    ) -> MemberPlace {
+        let moved = old.and_then(|old| self.moved(Some(&(old.start..old.start))));
+        MemberPlace {
+            start: moved.map_or(start, |range| range.start),
+            value,
         }
+    }
+
+    /// Where a member of the old text is in the new one, if it was copied.
+    fn moved_member(&self, member: Option<&MemberPlace>) -> Option<MemberPlace> {
+        let member = member?;
+        let whole = self.moved(Some(&(member.start..member.value.end)))?;
+        let value = self.moved(Some(&member.value))?;
+        Some(MemberPlace {
+            start: whole.start,
+            value,
+        })
     }
 }
 
@@ -555,7 +636,68 @@ mod tests {
     }
 
     #[test]
-    fn an_escaped_key_goes_through_the_edit() {
+    fn rebuilt_events_can_be_rebuilt_again() {
+        let replacement = RawValue::from_string(r#"{"kind":"Secret"}"#.into()).unwrap();
+        let first_bodies = r#"{"requestObject":{"a":1},"responseObject":{"b":2},"auditID":"a","stage":"ResponseComplete","verb":"get","user":{"username":"u"},"objectRef":{"namespace":"n"}}"#;
+        for text in [EVENT, first_bodies] {
+            let mut twice = event(text);
+            twice
+                .rebuild(
+                    Level::RequestResponse,
+                    BodyChange::Replace(&replacement),
+                    BodyChange::Keep,
+                )
+                .unwrap();
+            twice
+                .rebuild(Level::Request, BodyChange::Keep, BodyChange::Remove)
+                .unwrap();
+            twice
+                .rebuild(Level::Metadata, BodyChange::Remove, BodyChange::Keep)
+                .unwrap();
+            let once = by_edit(
+                &event(text),
+                Level::Metadata,
+                BodyChange::Remove,
+                BodyChange::Remove,
+            );
+            assert_eq!(twice, once, "{text}");
+            assert_eq!(twice, event(twice.as_json()));
+            assert_eq!(twice.request_object(), None);
+            assert_eq!(twice.response_object(), None);
+        }
+    }
+
+    #[test]
+    fn both_bodies_removed_as_the_first_members_go_through_the_edit() {
+        let text = r#"{"requestObject":{"a":1},"responseObject":{"b":2},"auditID":"a","stage":"ResponseComplete","verb":"get","level":"RequestResponse"}"#;
+        let mut rebuilt = event(text);
+        rebuilt
+            .rebuild(Level::Metadata, BodyChange::Remove, BodyChange::Remove)
+            .unwrap();
+        assert_eq!(
+            rebuilt.as_json(),
+            r#"{"auditID":"a","stage":"ResponseComplete","verb":"get","level":"Metadata"}"#
+        );
+        assert_eq!(rebuilt, event(rebuilt.as_json()));
+    }
+
+    #[test]
+    fn spaces_around_the_changed_members_are_kept() {
+        let text = r#"{ "auditID" : "a" , "level" : "Request" , "requestObject" : { "a" : 1 } , "stage":"ResponseComplete","verb":"get" }"#;
+        let mut rebuilt = event(text);
+        rebuilt
+            .rebuild(Level::Metadata, BodyChange::Remove, BodyChange::Keep)
+            .unwrap();
+        assert_eq!(
+            rebuilt.as_json(),
+            // The member goes with the comma before it; the spaces on either side stay.
+            r#"{ "auditID" : "a" , "level" : "Metadata"  , "stage":"ResponseComplete","verb":"get" }"#
+        );
+        assert_eq!(rebuilt, event(rebuilt.as_json()));
+    }
+
+    #[test]
+    fn an_escaped_key_is_changed_where_it_is() {
         let mut rebuilt = event(&EVENT.replace(r#""level""#, r#""\u006cevel""#));
         rebuilt
             .rebuild(Level::Metadata, BodyChange::Remove, BodyChange::Remove)

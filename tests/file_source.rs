@@ -455,6 +455,7 @@ rate = {RATE}
     let deadline = std::time::Instant::now() + Duration::from_secs(180);
     while out.distinct() < TOTAL as usize {
         if std::time::Instant::now() > deadline {
+            let _ = child.kill();
             let missing = out.missing("w", TOTAL);
             let log = std::fs::read_to_string(&log).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(40).collect();

@@ -5,9 +5,13 @@
 //! from it. `requestObject` and `responseObject` are only located (as byte
 //! ranges of the text), never parsed, until a transform asks for them. Writing an
 //! unchanged event writes its original text, so every field, known or not,
-//! survives byte for byte. An edit (a transform removing a body, changing the
-//! level, redacting) rewrites the text through an ordered map of the top-level
-//! fields, keeping every field it did not touch verbatim.
+//! survives byte for byte. Setting the level and removing or replacing the
+//! bodies ([`AuditEvent::rebuild`], what `audit_policy` does) splices the text
+//! at the places where reading found those members ([`MemberPlaces`]): nothing
+//! is parsed again, and the header's places move with the text. Any other edit
+//! (redacting inside a body, a changed header field) rewrites the text through
+//! an ordered map of the top-level fields ([`AuditEvent::edit`]), keeping every
+//! field it did not touch verbatim.
 
 use std::ops::Range;
 

@@ -184,7 +184,12 @@ impl Tally {
 
     /// The `w-NNNNNN` ids from 0 to `count` that never arrived.
     fn missing(&self, prefix: &str, count: u64) -> Vec<String> {
-        (0..count)
+        self.missing_of(prefix, 0..count)
+    }
+
+    /// The ids `{prefix}-NNNNNN` of `numbers` that never arrived.
+    fn missing_of(&self, prefix: &str, numbers: impl Iterator<Item = u64>) -> Vec<String> {
+        numbers
             .map(|n| format!("{prefix}-{n:06}/ResponseComplete"))
             .filter(|key| !self.copies.contains_key(key))
             .collect()
@@ -492,6 +497,83 @@ rate = {RATE}
         out.torn, 0,
         "lines torn by a kill and run into the next one"
     );
+}
+
+#[test]
+fn a_filter_run_on_the_decoding_threads_loses_nothing_it_keeps_across_kill_9() {
+    const TOTAL: u64 = 60_000;
+    // The `pace` sink caps deliveries, so that the kill lands mid-stream.
+    const RATE: u64 = 20_000;
+    let workspace = Workspace::new();
+    let logs = workspace.path("logs");
+    write_file(&logs.join("audit.log"), "w", 0, TOTAL);
+    let config = workspace.config(&format!(
+        r#"
+data_dir = "{{dir}}/data"
+[sources.in]
+type = "file"
+include = ["{}/audit.log"]
+checkpoint_interval = "100ms"
+
+[transforms.even]
+type = "filter"
+inputs = ["in"]
+condition = 'jevt.value[/auditID] endswith "0" or jevt.value[/auditID] endswith "2" or jevt.value[/auditID] endswith "4" or jevt.value[/auditID] endswith "6" or jevt.value[/auditID] endswith "8"'
+
+[sinks.out]
+type = "file"
+inputs = ["even"]
+path = "{{dir}}/out.ndjson"
+
+[sinks.pace]
+type = "blackhole"
+inputs = ["even"]
+rate = {RATE}
+"#,
+        logs.display()
+    ));
+    let log = workspace.path("auditflow.log");
+    let out_path = workspace.path("out.ndjson");
+    let mut child = start(&config, &log);
+    std::thread::sleep(Duration::from_millis(1_500));
+    child.kill().expect("kill -9");
+    child.wait().expect("reap");
+    let before_restart = tally(&out_path).distinct();
+    let child = start(&config, &log);
+    let mut out = Tally::default();
+    wait_for(
+        Duration::from_secs(120),
+        "every kept event delivered",
+        || {
+            out.update(&out_path);
+            out.distinct() >= (TOTAL / 2) as usize
+        },
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    stop(child);
+    out.update(&out_path);
+    let logged = fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        logged.contains("even run on the decoding threads of source `in`"),
+        "{logged}"
+    );
+    assert!(
+        before_restart > 0 && before_restart < (TOTAL / 2) as usize,
+        "the kill landed mid-stream ({before_restart} delivered before it)"
+    );
+    assert_eq!(
+        out.missing_of("w", (0..TOTAL).step_by(2)),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        out.distinct(),
+        (TOTAL / 2) as usize,
+        "an odd auditID passed the filter"
+    );
+    // What the kill can re-send: the batches in flight (10 x 1000 events) and what was
+    // delivered since the last checkpoint write (about 200 ms at RATE events/s).
+    assert!(out.duplicates() <= 10 * 1000 + RATE as usize / 5);
+    assert_eq!(out.torn, 0);
 }
 
 #[test]

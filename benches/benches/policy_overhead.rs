@@ -18,10 +18,13 @@
 //! `header_reads` is a reference: it only reads the header fields a policy
 //! decides on, and passes every event on.
 //!
-//! Each is measured in two layouts: as a pipeline runs (a source's batch of
+//! Each is measured in three layouts: as a pipeline runs (a source's batch of
 //! 1,000 events decoded, passed through the transforms and encoded, then the
-//! next batch), and with all 10,000 events decoded before the transforms run
-//! (the transforms then read events decoded long before, out of the caches).
+//! next batch: a file source's turn); the same with groups of 256 events (what
+//! the `stdin` source decodes from one 256 KiB chunk, and what transforms run
+//! on its decoding threads are given); and with all 10,000 events decoded
+//! before the transforms run (the transforms then read events decoded long
+//! before, out of the caches).
 
 use std::time::{Duration, Instant};
 
@@ -43,9 +46,9 @@ struct Variant {
     name: &'static str,
     transforms: Vec<Box<dyn Transform>>,
     /// The fastest run in each layout, in CPU time of the thread.
-    fastest: [Duration; 2],
+    fastest: [Duration; 3],
     /// The fastest run in each layout, in wall-clock time.
-    fastest_wall: [Duration; 2],
+    fastest_wall: [Duration; 3],
     kept: usize,
 }
 
@@ -54,14 +57,23 @@ struct Variant {
 enum Layout {
     /// Batch by batch, as a pipeline runs.
     Batches,
+    /// Group by group, as the `stdin` source's decoding threads run.
+    Groups,
     /// Every event decoded, then transformed, then encoded.
     WholeSet,
 }
 
-const LAYOUTS: [(Layout, &str); 2] = [
+/// The events of one group the `stdin` source decodes (one 256 KiB chunk of 1 KB events).
+const GROUP: usize = 256;
+
+const LAYOUTS: [(Layout, &str); 3] = [
     (
         Layout::Batches,
         "batch by batch (decode 1,000, transform, encode; as a pipeline)",
+    ),
+    (
+        Layout::Groups,
+        "group by group (decode 256, transform, encode; as stdin's decoding threads)",
     ),
     (
         Layout::WholeSet,
@@ -118,8 +130,8 @@ fn main() {
     let variant = |name, transforms| Variant {
         name,
         transforms,
-        fastest: [Duration::MAX; 2],
-        fastest_wall: [Duration::MAX; 2],
+        fastest: [Duration::MAX; 3],
+        fastest_wall: [Duration::MAX; 3],
         kept: 0,
     };
     let mut variants = vec![
@@ -154,6 +166,10 @@ fn main() {
                     Layout::Batches => lines
                         .chunks(BATCH)
                         .map(|batch| pass(batch, &mut variant.transforms, &mut out))
+                        .sum(),
+                    Layout::Groups => lines
+                        .chunks(GROUP)
+                        .map(|group| pass(group, &mut variant.transforms, &mut out))
                         .sum(),
                     Layout::WholeSet => pass(&lines, &mut variant.transforms, &mut out),
                 };

@@ -30,6 +30,7 @@ use crate::ack::{finalize_events, BatchStatus, Finalizer};
 use crate::config::OptionError;
 use crate::event::{error_record, Event, Payload};
 use crate::metrics::{ComponentKind, ComponentMetrics, Counter, Summary};
+use crate::topology::inline::{InlineChain, TransformErrors};
 use crate::topology::{InputReceiver, OutputPort};
 
 /// A running source or sink: resolves when the component has stopped.
@@ -102,6 +103,13 @@ pub trait SourceConfig: Send + Sync {
     /// Whether the source's input can end by itself (stdin at EOF; files read to the end with `--once`).
     fn can_end(&self) -> bool;
 
+    /// Whether the source decodes its input through a decoder that runs the
+    /// transforms of [`SourceContext::inline_transforms`] (see
+    /// [`crate::topology::inline`]); only then does the topology hand it any.
+    fn decodes_inline(&self) -> bool {
+        false
+    }
+
     /// Starts the source.
     fn build(&self, context: SourceContext) -> anyhow::Result<ComponentTask>;
 }
@@ -116,6 +124,14 @@ pub trait TransformConfig: Send + Sync {
     /// Whether the transform has a default output (`ID`); a router has only named ones.
     fn has_default_output(&self) -> bool {
         true
+    }
+
+    /// Whether the transform may run on its source's decoding threads (see
+    /// [`crate::topology::inline`]): it keeps no state from one batch to the
+    /// next (no tick), so several instances may each take some of the batches,
+    /// and it has only the default output (and `errors`).
+    fn runs_inline(&self) -> bool {
+        false
     }
 
     /// Creates the transform.
@@ -239,6 +255,9 @@ pub struct SourceContext {
     pub once: bool,
     pub(crate) output: OutputPort,
     pub(crate) errors: OutputPort,
+    pub(crate) inline: Option<Arc<InlineChain>>,
+    /// The `errors` output of each transform of `inline`, in order.
+    pub(crate) inline_errors: Vec<OutputPort>,
 }
 
 impl SourceContext {
@@ -247,6 +266,24 @@ impl SourceContext {
     /// Returns `false` when nothing downstream can take events any more.
     pub async fn send(&self, batch: Vec<Event>) -> bool {
         self.output.send(batch).await
+    }
+
+    /// The transforms to run on the decoding threads, right after decoding, if
+    /// the source [decodes inline](SourceConfig::decodes_inline) and the
+    /// pipeline has such transforms after it. What the chain keeps is what
+    /// [`SourceContext::send`] takes; its `errors` records go to
+    /// [`SourceContext::send_transform_errors`].
+    pub fn inline_transforms(&self) -> Option<Arc<InlineChain>> {
+        self.inline.clone()
+    }
+
+    /// Sends the `errors` records the inline transforms made, each to its transform's `errors` output.
+    pub async fn send_transform_errors(&self, errors: TransformErrors) {
+        for (stage, records) in errors.into_stages() {
+            if let Some(port) = self.inline_errors.get(stage) {
+                port.send(records).await;
+            }
+        }
     }
 
     /// Sends a batch only if the pipeline can take it within `wait`; otherwise hands it back.

@@ -13,6 +13,7 @@ use auditflow_core::component::InputFailure;
 use auditflow_core::event::{
     decode_document_each, decode_document_owned, Event, EventError, Payload,
 };
+use auditflow_core::topology::inline::{InlineChain, TransformErrors};
 
 use crate::framing::{DocumentAssembler, Frame, LineFramer};
 
@@ -23,6 +24,8 @@ pub struct Decoded {
     pub events: Vec<Event>,
     /// What could not be decoded, in input order.
     pub failures: Vec<InputFailure>,
+    /// The `errors` records of the transforms run on the decoding thread.
+    pub transform_errors: TransformErrors,
 }
 
 /// How many groups of frames a source decodes at once: one per core and one
@@ -36,19 +39,28 @@ pub fn decode_parallelism() -> usize {
 ///
 /// Decoding is most of a JSON source's work; with two groups in flight, a
 /// source reads and frames the next chunk while the previous ones decode on
-/// the other cores, and the output order stays the input order.
+/// the other cores, and the output order stays the input order. The
+/// transforms the topology runs inline after the source run on the same
+/// thread, right after their group is decoded.
 pub struct OrderedDecoder {
     source_id: Arc<str>,
     parallelism: usize,
+    inline: Option<Arc<InlineChain>>,
     pending: VecDeque<JoinHandle<Decoded>>,
 }
 
 impl OrderedDecoder {
-    /// A decoder keeping at most `parallelism` groups in flight.
-    pub fn new(source_id: Arc<str>, parallelism: usize) -> OrderedDecoder {
+    /// A decoder keeping at most `parallelism` groups in flight, running
+    /// `inline` over each group once decoded.
+    pub fn new(
+        source_id: Arc<str>,
+        parallelism: usize,
+        inline: Option<Arc<InlineChain>>,
+    ) -> OrderedDecoder {
         OrderedDecoder {
             source_id,
             parallelism: parallelism.max(1),
+            inline,
             pending: VecDeque::new(),
         }
     }
@@ -56,6 +68,7 @@ impl OrderedDecoder {
     /// Starts decoding a group of frames.
     pub fn submit(&mut self, frames: Vec<Frame>) {
         let source_id = self.source_id.clone();
+        let inline = self.inline.clone();
         self.pending.push_back(tokio::task::spawn_blocking(move || {
             let mut decoded = Decoded::default();
             for frame in frames {
@@ -65,6 +78,10 @@ impl OrderedDecoder {
                     &mut decoded.events,
                     &mut decoded.failures,
                 );
+            }
+            if let Some(inline) = inline {
+                let events = std::mem::take(&mut decoded.events);
+                (decoded.events, decoded.transform_errors) = inline.apply(events);
             }
             decoded
         }));
@@ -89,6 +106,7 @@ impl OrderedDecoder {
         self.pending.pop_front();
         Some(result.unwrap_or_else(|error| Decoded {
             events: Vec::new(),
+            transform_errors: TransformErrors::default(),
             failures: vec![InputFailure {
                 error_type: "internal",
                 message: format!("decoding failed unexpectedly: {error}"),

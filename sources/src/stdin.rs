@@ -62,6 +62,10 @@ pub fn parse(options: &toml::Table) -> Result<Box<dyn SourceConfig>, Vec<OptionE
 }
 
 impl SourceConfig for StdinConfig {
+    fn decodes_inline(&self) -> bool {
+        true
+    }
+
     fn can_end(&self) -> bool {
         true
     }
@@ -110,7 +114,11 @@ pub async fn read_stream(
 ) -> anyhow::Result<()> {
     let mut framer = LineFramer::new(max_line_bytes);
     let mut assembler = DocumentAssembler::new(max_line_bytes);
-    let mut decoder = OrderedDecoder::new(context.id.clone(), decode_parallelism());
+    let mut decoder = OrderedDecoder::new(
+        context.id.clone(),
+        decode_parallelism(),
+        context.inline_transforms(),
+    );
     let mut frames = Vec::new();
     let mut reading = true;
     // One chunk read ahead while every decoding slot is busy: reading overlaps decoding.
@@ -167,5 +175,8 @@ fn assemble(assembler: &mut DocumentAssembler, frames: &mut Vec<Frame>, end: boo
 
 async fn send_decoded(context: &SourceContext, decoded: Decoded) -> bool {
     context.send_failures(decoded.failures, None).await;
+    context
+        .send_transform_errors(decoded.transform_errors)
+        .await;
     decoded.events.is_empty() || context.send(decoded.events).await
 }

@@ -38,6 +38,10 @@ pub fn parse(options: &toml::Table) -> Result<Box<dyn TransformConfig>, Vec<Opti
 }
 
 impl TransformConfig for FilterConfig {
+    fn runs_inline(&self) -> bool {
+        true
+    }
+
     fn build(&self, context: &TransformContext) -> anyhow::Result<Box<dyn Transform>> {
         Ok(Box::new(Filter {
             condition: self.condition.clone(),

@@ -23,7 +23,7 @@
 //! is meant for sample data and replays, not for production traffic. Alerts and
 //! records pass unchanged.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use auditflow_core::component::{Transform, TransformConfig, TransformContext, TransformOutput};
 use auditflow_core::config::{parse_options, OptionError};
@@ -57,6 +57,10 @@ enum Target {
 pub struct TimeshiftConfig {
     recorded_on: NaiveDate,
     target: Target,
+    /// The shift in days, decided by the first instance built (when the
+    /// pipeline starts), so that every instance of an inlined transform moves
+    /// events by the same days, whenever it was built.
+    decided_days: OnceLock<i64>,
 }
 
 fn parse_day(text: &str) -> Option<NaiveDate> {
@@ -95,6 +99,7 @@ pub fn parse(options: &toml::Table) -> Result<Box<dyn TransformConfig>, Vec<Opti
         (Some(recorded_on), Some(target)) if errors.is_empty() => Ok(Box::new(TimeshiftConfig {
             recorded_on,
             target,
+            decided_days: OnceLock::new(),
         })),
         _ => Err(errors),
     }
@@ -113,9 +118,16 @@ impl TimeshiftConfig {
 }
 
 impl TransformConfig for TimeshiftConfig {
+    fn runs_inline(&self) -> bool {
+        true
+    }
+
     fn build(&self, context: &TransformContext) -> anyhow::Result<Box<dyn Transform>> {
-        let days = self.shift_days(Utc::now().date_naive());
-        tracing::info!(component_id = %context.id, "moving events by {days} days ({} becomes {})", self.recorded_on, self.recorded_on + Duration::days(days));
+        let days = *self.decided_days.get_or_init(|| {
+            let days = self.shift_days(Utc::now().date_naive());
+            tracing::info!(component_id = %context.id, "moving events by {days} days ({} becomes {})", self.recorded_on, self.recorded_on + Duration::days(days));
+            days
+        });
         Ok(Box::new(Timeshift {
             shift: Duration::days(days),
         }))
@@ -253,6 +265,7 @@ mod tests {
         let config = TimeshiftConfig {
             recorded_on: parse_day("2026-11-24").unwrap(),
             target: Target::Yesterday,
+            decided_days: OnceLock::new(),
         };
         assert_eq!(config.shift_days(parse_day("2027-03-02").unwrap()), 97);
         assert_eq!(config.shift_days(parse_day("2026-11-25").unwrap()), 0);

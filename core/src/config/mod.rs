@@ -30,6 +30,7 @@ mod options;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use env::interpolate;
 pub use options::{parse_options, OptionError};
@@ -89,8 +90,8 @@ pub struct ApiConfig {
 pub enum ComponentConfig {
     /// A source.
     Source(Box<dyn SourceConfig>),
-    /// A transform.
-    Transform(Box<dyn TransformConfig>),
+    /// A transform (shared: a transform run on a source's decoding threads builds one instance per thread).
+    Transform(Arc<dyn TransformConfig>),
     /// A sink.
     Sink(Box<dyn SinkConfig>),
 }
@@ -418,7 +419,7 @@ fn check_options(
 ) -> Result<ComponentConfig, Vec<OptionError>> {
     Ok(match spec {
         ComponentSpec::Source(parse) => ComponentConfig::Source(parse(options)?),
-        ComponentSpec::Transform(parse) => ComponentConfig::Transform(parse(options)?),
+        ComponentSpec::Transform(parse) => ComponentConfig::Transform(Arc::from(parse(options)?)),
         ComponentSpec::Sink(parse) => ComponentConfig::Sink(parse(options)?),
     })
 }

@@ -14,6 +14,11 @@
 //! [`run`] stops the sources when its shutdown token fires (SIGTERM) or, with
 //! `once`, when every source that can end has ended, then waits for the whole
 //! graph to drain.
+//!
+//! Stateless transforms right after a JSON source run on the source's decoding
+//! threads instead of in tasks of their own ([`inline`]).
+
+pub mod inline;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -33,6 +38,7 @@ use crate::config::graph::OutputRef;
 use crate::config::{ComponentConfig, ComponentEntry, PipelineConfig};
 use crate::event::Event;
 use crate::metrics::{ComponentKind, ComponentMetrics, Counter, Gauge, Registry};
+use inline::{InlineChain, InlineTransform};
 
 /// How many batches an input channel holds before its senders wait.
 pub const CHANNEL_BATCHES: usize = 8;
@@ -330,11 +336,16 @@ pub async fn run(
         )
     })?;
     let mut wiring = Wiring::new(&config, registry);
+    let chains = inline::plan(&config);
     let sources_stop = CancellationToken::new();
     let mut tasks = JoinSet::new();
     let mut finite_sources = 0usize;
     for entry in &config.components {
-        let task = start_component(entry, &config, &mut wiring, &sources_stop, options)?;
+        if chains.values().flatten().any(|id| *id == entry.id) {
+            continue;
+        }
+        let chain = chains.get(&entry.id).map(Vec::as_slice).unwrap_or_default();
+        let task = start_component(entry, chain, &config, &mut wiring, &sources_stop, options)?;
         let can_end = matches!(&entry.config, ComponentConfig::Source(s) if s.can_end());
         finite_sources += usize::from(can_end);
         let (id, kind) = (entry.id.clone(), entry.kind);
@@ -403,8 +414,10 @@ async fn supervise(
     }
 }
 
+/// Starts one component; a source with a `chain` runs those transforms inline.
 fn start_component(
     entry: &ComponentEntry,
+    chain: &[String],
     config: &PipelineConfig,
     wiring: &mut Wiring,
     sources_stop: &CancellationToken,
@@ -422,14 +435,22 @@ fn start_component(
     };
     match &entry.config {
         ComponentConfig::Source(source) => {
+            let inline = inline_chain(&entry.id, chain, config, wiring, &metrics)
+                .with_context(|| context("transform run on its decoding threads"))?;
+            let last = chain.last().unwrap_or(&entry.id);
             let context_value = SourceContext {
                 id,
                 data_dir,
                 shutdown: sources_stop.child_token(),
-                metrics,
                 once: options.once,
-                output: wiring.port(&entry.id, None),
+                output: wiring.port(last, None),
                 errors: wiring.port(&entry.id, Some(ERRORS_OUTPUT)),
+                inline_errors: chain
+                    .iter()
+                    .map(|id| wiring.port(id, Some(ERRORS_OUTPUT)))
+                    .collect(),
+                inline,
+                metrics,
             };
             source
                 .build(context_value)
@@ -463,6 +484,45 @@ fn start_component(
             sink.build(sink_context).with_context(|| context("sink"))
         }
     }
+}
+
+/// Builds the transforms of `chain` to run on the decoding threads of source `source_id`.
+fn inline_chain(
+    source_id: &str,
+    chain: &[String],
+    config: &PipelineConfig,
+    wiring: &Wiring,
+    source_metrics: &ComponentMetrics,
+) -> anyhow::Result<Option<Arc<InlineChain>>> {
+    if chain.is_empty() {
+        return Ok(None);
+    }
+    let mut transforms = Vec::with_capacity(chain.len());
+    for id in chain {
+        let Some(ComponentConfig::Transform(transform)) = config
+            .components
+            .iter()
+            .find(|entry| entry.id == *id)
+            .map(|entry| &entry.config)
+        else {
+            anyhow::bail!("internal error: `{id}` is not a transform");
+        };
+        transforms.push(InlineTransform {
+            config: transform.clone(),
+            context: TransformContext {
+                id: id.as_str().into(),
+                data_dir: config.data_dir.clone(),
+                metrics: wiring.metrics(id),
+            },
+        });
+    }
+    let chain = InlineChain::new(source_metrics, transforms)?;
+    tracing::info!(
+        component_id = %source_id,
+        "{} run on the decoding threads of source `{source_id}`",
+        chain.ids().join(", ")
+    );
+    Ok(Some(Arc::new(chain)))
 }
 
 async fn run_transform(

@@ -7,12 +7,16 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
+use super::inline::TransformErrors;
 use super::{run, RunOptions};
 use crate::ack::{BatchNotifier, BatchStatus};
-use crate::component::{ComponentTask, SinkConfig, SinkContext, SourceConfig, SourceContext};
+use crate::component::{
+    ComponentTask, SinkConfig, SinkContext, SourceConfig, SourceContext, Transform,
+    TransformConfig, TransformContext, TransformOutput, ERRORS_OUTPUT,
+};
 use crate::config::{ComponentConfig, ComponentEntry, PipelineConfig};
 use crate::event::{AuditEvent, Event, Payload};
-use crate::metrics::{ComponentKind, Registry};
+use crate::metrics::{ComponentKind, ComponentMetrics, Registry};
 
 const EVENT: &str = r#"{"auditID":"a","stage":"ResponseComplete","verb":"get"}"#;
 
@@ -352,4 +356,273 @@ async fn send_within_sends_to_every_reader_or_to_none() {
         port.send_within(one_event(), Duration::ZERO).await,
         Ok(false)
     ));
+}
+
+/// Drops `delete` events and makes an `errors` record of each `bad` one; may run inline.
+struct KeepReads {
+    inline: bool,
+}
+
+impl TransformConfig for KeepReads {
+    fn runs_inline(&self) -> bool {
+        self.inline
+    }
+
+    fn build(&self, _context: &TransformContext) -> anyhow::Result<Box<dyn Transform>> {
+        Ok(Box::new(KeepReadsRun))
+    }
+}
+
+struct KeepReadsRun;
+
+impl Transform for KeepReadsRun {
+    fn transform(&mut self, batch: Vec<Event>, output: &mut TransformOutput) {
+        for event in batch {
+            match event.as_audit().map(|audit| audit.header().verb()) {
+                Some("delete") => {}
+                Some("bad") => output.push_error(&event, "a bad verb"),
+                _ => output.push(event),
+            }
+        }
+    }
+}
+
+/// Sends events of the given verbs in one batch, running its inline
+/// transforms on a blocking thread as the JSON sources' decoder does.
+struct DecodingSource {
+    verbs: Vec<&'static str>,
+    inline: bool,
+    /// The ids of the transforms it was given to run inline.
+    given: Arc<Mutex<Vec<String>>>,
+}
+
+impl SourceConfig for DecodingSource {
+    fn decodes_inline(&self) -> bool {
+        self.inline
+    }
+
+    fn can_end(&self) -> bool {
+        true
+    }
+
+    fn build(&self, context: SourceContext) -> anyhow::Result<ComponentTask> {
+        let verbs = self.verbs.clone();
+        if let (Some(chain), Ok(mut given)) = (context.inline_transforms(), self.given.lock()) {
+            given.extend(chain.ids().into_iter().map(str::to_string));
+        }
+        Ok(Box::pin(async move {
+            let mut events = Vec::new();
+            for (index, verb) in verbs.iter().enumerate() {
+                let text = format!(
+                    r#"{{"auditID":"{index}","stage":"ResponseComplete","verb":"{verb}"}}"#
+                );
+                let event = AuditEvent::parse(&text)?;
+                events.push(Event::new(
+                    Payload::Audit(Arc::new(event)),
+                    context.id.clone(),
+                ));
+            }
+            let (events, errors) = match context.inline_transforms() {
+                Some(chain) => tokio::task::spawn_blocking(move || chain.apply(events)).await?,
+                None => (events, TransformErrors::default()),
+            };
+            context.send_transform_errors(errors).await;
+            context.send(events).await;
+            Ok(())
+        }))
+    }
+}
+
+/// Reports the auditID (or, for a record, its `error`) of every event it delivers.
+struct CollectSink {
+    seen: mpsc::UnboundedSender<String>,
+}
+
+impl SinkConfig for CollectSink {
+    fn build(&self, mut context: SinkContext) -> anyhow::Result<ComponentTask> {
+        let seen = self.seen.clone();
+        Ok(Box::pin(async move {
+            while let Some(batch) = context.input.recv().await {
+                for event in &batch {
+                    let name = match &event.payload {
+                        Payload::Audit(audit) => audit.header().audit_id().to_string(),
+                        Payload::Record(record) => record["error"].to_string(),
+                        _ => String::new(),
+                    };
+                    let _ = seen.send(name);
+                }
+                context.delivered(batch, 0);
+            }
+            Ok(())
+        }))
+    }
+}
+
+fn source(id: &str, inline: bool) -> ComponentEntry {
+    source_telling(id, inline, Arc::default())
+}
+
+fn source_telling(id: &str, inline: bool, given: Arc<Mutex<Vec<String>>>) -> ComponentEntry {
+    let verbs = vec!["get", "delete", "bad", "list"];
+    let source = DecodingSource {
+        verbs,
+        inline,
+        given,
+    };
+    entry(
+        id,
+        ComponentKind::Source,
+        &[],
+        ComponentConfig::Source(Box::new(source)),
+    )
+}
+
+fn keep_reads(id: &str, inputs: &[&str], inline: bool) -> ComponentEntry {
+    let config = ComponentConfig::Transform(Arc::new(KeepReads { inline }));
+    entry(id, ComponentKind::Transform, inputs, config)
+}
+
+fn collect(id: &str, inputs: &[&str], seen: &mpsc::UnboundedSender<String>) -> ComponentEntry {
+    let config = ComponentConfig::Sink(Box::new(CollectSink { seen: seen.clone() }));
+    entry(id, ComponentKind::Sink, inputs, config)
+}
+
+fn chains(components: Vec<ComponentEntry>) -> Vec<(String, Vec<String>)> {
+    let dir = std::path::Path::new("/nonexistent");
+    super::inline::plan(&pipeline(dir, components))
+        .into_iter()
+        .collect()
+}
+
+#[test]
+fn inline_chains_follow_the_default_output_while_one_inline_transform_reads_it() {
+    let (seen, _) = mpsc::unbounded_channel();
+    let chain = |ids: &[&str]| {
+        vec![(
+            "in".to_string(),
+            ids.iter().map(|s| s.to_string()).collect(),
+        )]
+    };
+    let straight = vec![
+        source("in", true),
+        keep_reads("a", &["in"], true),
+        keep_reads("b", &["a"], true),
+        collect("out", &["b", "a.errors"], &seen),
+    ];
+    assert_eq!(chains(straight), chain(&["a", "b"]));
+    let a_read_twice = vec![
+        source("in", true),
+        keep_reads("a", &["in"], true),
+        keep_reads("b", &["a"], true),
+        collect("out", &["b"], &seen),
+        collect("copy", &["a"], &seen),
+    ];
+    assert_eq!(chains(a_read_twice), chain(&["a"]));
+    let b_reads_more = vec![
+        source("in", true),
+        source("other", false),
+        keep_reads("a", &["in", "in"], true),
+        keep_reads("b", &["a", "other"], true),
+        collect("out", &["b"], &seen),
+    ];
+    assert_eq!(chains(b_reads_more), chain(&["a"]));
+    let stateful_second = vec![
+        source("in", true),
+        keep_reads("a", &["in"], true),
+        keep_reads("b", &["a"], false),
+        keep_reads("c", &["b"], true),
+        collect("out", &["c"], &seen),
+    ];
+    assert_eq!(chains(stateful_second), chain(&["a"]));
+    let not_inline = vec![
+        source("in", false),
+        keep_reads("a", &["in"], true),
+        collect("out", &["a"], &seen),
+    ];
+    assert_eq!(chains(not_inline), vec![]);
+    let errors_only = vec![
+        source("in", true),
+        keep_reads("a", &["in.errors"], true),
+        collect("out", &["a", "in"], &seen),
+    ];
+    assert_eq!(chains(errors_only), vec![]);
+}
+
+struct KeepReadsOutcome {
+    kept: Vec<String>,
+    errors: Vec<String>,
+    registry: Arc<Registry>,
+    /// The transforms the source ran inline.
+    inlined: Vec<String>,
+}
+
+async fn run_keep_reads(inline: bool) -> KeepReadsOutcome {
+    let dir = tempfile::tempdir().unwrap();
+    let given = Arc::default();
+    let (kept_tx, mut kept) = mpsc::unbounded_channel();
+    let (errors_tx, mut errors) = mpsc::unbounded_channel();
+    let config = pipeline(
+        dir.path(),
+        vec![
+            source_telling("in", inline, Arc::clone(&given)),
+            keep_reads("a", &["in"], true),
+            keep_reads("b", &["a"], true),
+            collect("out", &["b"], &kept_tx),
+            collect("dead", &["a.errors", "b.errors"], &errors_tx),
+        ],
+    );
+    drop((kept_tx, errors_tx));
+    let registry = Registry::new();
+    let options = RunOptions { once: true };
+    let running = run(config, registry.clone(), options, CancellationToken::new());
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("the pipeline ends")
+        .unwrap();
+    let (mut kept_ids, mut error_texts) = (Vec::new(), Vec::new());
+    while let Some(id) = kept.recv().await {
+        kept_ids.push(id);
+    }
+    while let Some(text) = errors.recv().await {
+        error_texts.push(text);
+    }
+    let inlined = given.lock().map(|ids| ids.clone()).unwrap_or_default();
+    KeepReadsOutcome {
+        kept: kept_ids,
+        errors: error_texts,
+        registry,
+        inlined,
+    }
+}
+
+#[tokio::test]
+async fn inline_transforms_give_what_their_tasks_give_with_the_same_counts() {
+    for inline in [true, false] {
+        let KeepReadsOutcome {
+            kept,
+            errors,
+            registry,
+            inlined,
+        } = run_keep_reads(inline).await;
+        let expected_inline: &[&str] = if inline { &["a", "b"] } else { &[] };
+        assert_eq!(inlined, expected_inline);
+        assert_eq!(kept, vec!["0", "3"], "inline: {inline}");
+        assert_eq!(errors, vec!["\"a bad verb\""], "inline: {inline}");
+        let metrics = |id: &str, kind| ComponentMetrics::new(&registry, id, kind, "test");
+        let (source, a, b) = (
+            metrics("in", ComponentKind::Source),
+            metrics("a", ComponentKind::Transform),
+            metrics("b", ComponentKind::Transform),
+        );
+        assert_eq!(source.sent_events(None).get(), 4, "inline: {inline}");
+        assert_eq!(a.received_events.get(), 4, "inline: {inline}");
+        assert_eq!(a.sent_events(None).get(), 2, "inline: {inline}");
+        assert_eq!(
+            a.sent_events(Some(ERRORS_OUTPUT)).get(),
+            1,
+            "inline: {inline}"
+        );
+        assert_eq!(b.received_events.get(), 2, "inline: {inline}");
+        assert_eq!(b.sent_events(None).get(), 2, "inline: {inline}");
+    }
 }

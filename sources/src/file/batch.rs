@@ -20,6 +20,7 @@ use std::sync::Arc;
 use auditflow_core::ack::{BatchNotifier, BatchReceiver, Finalizer};
 use auditflow_core::component::InputFailure;
 use auditflow_core::event::Event;
+use auditflow_core::topology::inline::{InlineChain, TransformErrors};
 
 use super::fingerprint::Fingerprint;
 use crate::decode::OrderedDecoder;
@@ -45,6 +46,8 @@ pub struct Batch {
     pub events: Vec<Event>,
     /// The lines that are not audit events, as `errors` records to send with the same finalizer.
     pub failures: Vec<InputFailure>,
+    /// The `errors` records of the transforms run on the decoding thread, holding the finalizer.
+    pub transform_errors: TransformErrors,
     /// The batch's acknowledgement handle (dropped once the batch is sent).
     pub finalizer: Finalizer,
     /// Resolves when every event of the batch is delivered.
@@ -59,12 +62,13 @@ pub struct BatchQueue {
 }
 
 impl BatchQueue {
-    /// A queue decoding up to `ahead` batches at once for the source `source_id`.
-    pub fn new(source_id: Arc<str>, ahead: usize) -> BatchQueue {
+    /// A queue decoding up to `ahead` batches at once for the source
+    /// `source_id`, running `inline` over each (see [`OrderedDecoder`]).
+    pub fn new(source_id: Arc<str>, ahead: usize, inline: Option<Arc<InlineChain>>) -> BatchQueue {
         let ahead = ahead.max(1);
         BatchQueue {
             // One more than `ahead`: a batch is queued before the oldest is taken out.
-            decoder: OrderedDecoder::new(source_id, ahead + 1),
+            decoder: OrderedDecoder::new(source_id, ahead + 1, inline),
             origins: VecDeque::new(),
             ahead,
         }
@@ -108,6 +112,8 @@ impl BatchQueue {
             .into_iter()
             .map(|event| event.with_finalizer(finalizer.clone()))
             .collect();
+        let mut transform_errors = decoded.transform_errors;
+        transform_errors.set_finalizer(&finalizer);
         let mut failures = decoded.failures;
         for failure in &mut failures {
             failure.message = format!("{path}: {}", failure.message);
@@ -116,6 +122,7 @@ impl BatchQueue {
             origin,
             events,
             failures,
+            transform_errors,
             finalizer,
             receiver,
         })
@@ -145,7 +152,7 @@ mod tests {
 
     #[tokio::test]
     async fn batches_come_out_in_order_with_their_failures_named() {
-        let mut queue = BatchQueue::new("in".into(), 2);
+        let mut queue = BatchQueue::new("in".into(), 2, None);
         queue.push(origin(10), vec![line("a"), line("b")], "/x.log".into());
         queue.push(
             origin(20),
@@ -168,7 +175,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_resolves_once_its_events_and_handle_are_dropped() {
-        let mut queue = BatchQueue::new("in".into(), 1);
+        let mut queue = BatchQueue::new("in".into(), 1, None);
         queue.push(origin(10), vec![line("a")], "/x.log".into());
         let batch = queue.next().await.expect("a batch");
         let mut receiver = batch.receiver;

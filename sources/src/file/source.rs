@@ -186,7 +186,11 @@ impl FileSource {
             reports: Reports::default(),
             metrics: FileMetrics::new(&context.metrics),
             buffer: vec![0; READ_BUFFER_BYTES],
-            batches: BatchQueue::new(context.id.clone(), decode_parallelism()),
+            batches: BatchQueue::new(
+                context.id.clone(),
+                decode_parallelism(),
+                context.inline_transforms(),
+            ),
             last_scan: None,
             last_save: Instant::now(),
             dirty: false,
@@ -421,6 +425,7 @@ impl FileSource {
         context
             .send_failures(batch.failures, Some(&batch.finalizer))
             .await;
+        context.send_transform_errors(batch.transform_errors).await;
         let sent = context.send(batch.events).await;
         drop(batch.finalizer);
         content.progress.push(batch.origin.end, batch.receiver);

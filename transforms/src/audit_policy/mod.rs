@@ -71,6 +71,10 @@ pub fn load_policy(path: &std::path::Path) -> Result<Policy, Vec<String>> {
 }
 
 impl TransformConfig for AuditPolicyConfig {
+    fn runs_inline(&self) -> bool {
+        true
+    }
+
     fn build(&self, context: &TransformContext) -> anyhow::Result<Box<dyn Transform>> {
         Ok(Box::new(AuditPolicy {
             policy: self.policy.clone(),

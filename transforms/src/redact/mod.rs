@@ -89,6 +89,10 @@ pub fn parse(options: &toml::Table) -> Result<Box<dyn TransformConfig>, Vec<Opti
 }
 
 impl TransformConfig for RedactConfig {
+    fn runs_inline(&self) -> bool {
+        true
+    }
+
     fn build(&self, context: &TransformContext) -> anyhow::Result<Box<dyn Transform>> {
         Ok(Box::new(Redact {
             metrics: RedactMetrics::new(&context.metrics, &self.redactor),

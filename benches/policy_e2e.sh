@@ -10,8 +10,12 @@
 #
 # Every pipeline runs once unmeasured (warm-up: page cache and memory), then
 # the pipelines run in turns, ROUNDS times each; the fastest run of each is
-# kept (other work on a shared machine only ever adds time). AUDITFLOW_BIN=PATH
-# measures another build.
+# kept (other work on a shared machine only ever adds time), and the least CPU
+# time (user + system) of a run beside it.
+#
+# AUDITFLOW_BIN=PATH measures another build. AUDITFLOW_BIN_BEFORE=PATH measures
+# that build too, each of its runs right after the same run of the first, so
+# that both see the same machine (its speed changes with the host's load).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 events="${1:-500000}"
@@ -23,6 +27,12 @@ bin="${AUDITFLOW_BIN:-}"
 if [ -z "$bin" ]; then
   cargo build --release --quiet
   bin=target/release/auditflow
+fi
+declare -A builds=([this]="$bin")
+names=(this)
+if [ -n "${AUDITFLOW_BIN_BEFORE:-}" ]; then
+  builds[before]="$AUDITFLOW_BIN_BEFORE"
+  names+=(before)
 fi
 "$bin" generate --count "$events" --seed 42 > "$work/input.ndjson"
 policy="$(pwd)/examples/policy.yaml"
@@ -53,34 +63,46 @@ TOML
   sink "$out" redact >> "$work/policy_$out.toml"
 done
 
-seconds() {
+# Runs a pipeline once with a build; prints its wall-clock seconds and its CPU seconds (user + system).
+measure() { # BUILD PIPELINE
   rm -f "$work/out.ndjson"
-  local start end
-  start=$(date +%s.%N)
-  AUDITFLOW_LOG=warn "$bin" run --once --config "$work/$1.toml" < "$work/input.ndjson"
-  end=$(date +%s.%N)
-  awk -v s="$start" -v e="$end" 'BEGIN { printf "%.3f", e - s }'
+  local TIMEFORMAT='%R %U %S' times
+  times=$( { time AUDITFLOW_LOG=warn "${builds[$1]}" run --once --config "$work/$2.toml" < "$work/input.ndjson" > /dev/null; } 2>&1 )
+  awk '{ printf "%s %.2f", $1, $2 + $3 }' <<< "$times"
 }
 
+lesser() { awk -v a="$1" -v b="$2" 'BEGIN { print (a < b) ? a : b }'; }
+
 pipelines=(pass_file policy_file pass_blackhole policy_blackhole)
-declare -A best
+declare -A wall cpu
 for pipeline in "${pipelines[@]}"; do
-  seconds "$pipeline" > /dev/null
-  best[$pipeline]=999999
+  for name in "${names[@]}"; do
+    measure "$name" "$pipeline" > /dev/null
+    wall[$name/$pipeline]=999999
+    cpu[$name/$pipeline]=999999
+  done
 done
 for _ in $(seq "$rounds"); do
   for pipeline in "${pipelines[@]}"; do
-    t=$(seconds "$pipeline")
-    best[$pipeline]=$(awk -v a="$t" -v b="${best[$pipeline]}" 'BEGIN{print (a<b)?a:b}')
+    for name in "${names[@]}"; do
+      read -r w c <<< "$(measure "$name" "$pipeline")"
+      wall[$name/$pipeline]=$(lesser "$w" "${wall[$name/$pipeline]}")
+      cpu[$name/$pipeline]=$(lesser "$c" "${cpu[$name/$pipeline]}")
+    done
   done
 done
-seconds policy_file > /dev/null
+measure this policy_file > /dev/null
 kept=$(wc -l < "$work/out.ndjson")
 echo "input: $events events, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); the policy keeps $kept"
-for out in file blackhole; do
-  awk -v n="$events" -v p="${best[pass_$out]}" -v q="${best[policy_$out]}" -v out="$out" 'BEGIN {
-    printf "stdin -> %-9s                    %6.2f s  %9.0f events/s\n", out, p, n / p
-    printf "stdin -> policy -> redact -> %-9s%6.2f s  %9.0f events/s\n", out, q, n / q
-    printf "time with the transforms, into %s: %+.1f%%\n", out, (q / p - 1) * 100
-  }'
+echo "fastest of $rounds runs (wall clock), and the least CPU time (user + system) of a run"
+for name in "${names[@]}"; do
+  [ "${#names[@]}" -gt 1 ] && echo "$name build: ${builds[$name]}"
+  for out in file blackhole; do
+    awk -v n="$events" -v p="${wall[$name/pass_$out]}" -v q="${wall[$name/policy_$out]}" \
+        -v pc="${cpu[$name/pass_$out]}" -v qc="${cpu[$name/policy_$out]}" -v out="$out" 'BEGIN {
+      printf "stdin -> %-9s                    %6.2f s  %9.0f events/s  CPU %6.2f s\n", out, p, n / p, pc
+      printf "stdin -> policy -> redact -> %-9s%6.2f s  %9.0f events/s  CPU %6.2f s\n", out, q, n / q, qc
+      printf "with the transforms, into %s: time %+.1f%%, CPU %+.1f%%\n", out, (q / p - 1) * 100, (qc / pc - 1) * 100
+    }'
+  done
 done

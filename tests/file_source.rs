@@ -390,6 +390,25 @@ fn rotation_storm_delivers_every_event_exactly_once() {
     );
 }
 
+/// A `file` sink `out` (`{dir}/out.ndjson`) and a `blackhole` sink `pace`
+/// capped at `rate` events/s, both reading `input`: the pace holds deliveries
+/// down so that a kill lands mid-stream, in debug and release builds alike.
+fn paced_sinks(input: &str, rate: u64) -> String {
+    format!(
+        r#"
+[sinks.out]
+type = "file"
+inputs = ["{input}"]
+path = "{{dir}}/out.ndjson"
+
+[sinks.pace]
+type = "blackhole"
+inputs = ["{input}"]
+rate = {rate}
+"#
+    )
+}
+
 #[test]
 fn kill_9_three_times_loses_nothing_and_duplicates_only_what_was_in_flight() {
     const TOTAL: u64 = 200_000;
@@ -409,18 +428,9 @@ include = ["{}/audit*.log"]
 glob_interval = "100ms"
 poll_interval = "20ms"
 checkpoint_interval = "100ms"
-
-[sinks.out]
-type = "file"
-inputs = ["in"]
-path = "{{dir}}/out.ndjson"
-
-[sinks.pace]
-type = "blackhole"
-inputs = ["in"]
-rate = {RATE}
-"#,
-        logs.display()
+{}"#,
+        logs.display(),
+        paced_sinks("in", RATE)
     ));
     let mut writer = LogWriter::new(&logs);
     writer.flush();
@@ -519,18 +529,9 @@ checkpoint_interval = "100ms"
 type = "filter"
 inputs = ["in"]
 condition = 'jevt.value[/auditID] endswith "0" or jevt.value[/auditID] endswith "2" or jevt.value[/auditID] endswith "4" or jevt.value[/auditID] endswith "6" or jevt.value[/auditID] endswith "8"'
-
-[sinks.out]
-type = "file"
-inputs = ["even"]
-path = "{{dir}}/out.ndjson"
-
-[sinks.pace]
-type = "blackhole"
-inputs = ["even"]
-rate = {RATE}
-"#,
-        logs.display()
+{}"#,
+        logs.display(),
+        paced_sinks("even", RATE)
     ));
     let log = workspace.path("auditflow.log");
     let out_path = workspace.path("out.ndjson");

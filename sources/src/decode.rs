@@ -99,19 +99,20 @@ impl OrderedDecoder {
 
     /// The oldest group's result, waiting for it; `None` when nothing is in flight.
     ///
+    /// An error when the group's thread panicked (a bug in the decoder or in a
+    /// transform run inline): its events are lost to this run, so the source
+    /// must stop with the error (as a panicking transform task stops the
+    /// pipeline) instead of acknowledging the group's lines as done.
+    ///
     /// Cancel-safe: the group stays queued until its result has been returned.
-    pub async fn next(&mut self) -> Option<Decoded> {
+    pub async fn next(&mut self) -> Option<anyhow::Result<Decoded>> {
         let handle = self.pending.front_mut()?;
         let result = handle.await;
         self.pending.pop_front();
-        Some(result.unwrap_or_else(|error| Decoded {
-            events: Vec::new(),
-            transform_errors: TransformErrors::default(),
-            failures: vec![InputFailure {
-                error_type: "internal",
-                message: format!("decoding failed unexpectedly: {error}"),
-                input: String::new(),
-            }],
+        Some(result.map_err(|error| {
+            anyhow::anyhow!(
+                "decoding a group of lines (or a transform run on its thread) failed unexpectedly: {error}; the source stops, and its lines are read again at the next start"
+            )
         }))
     }
 }
@@ -381,6 +382,28 @@ mod tests {
         );
         assert_eq!(audit[1].header().user().username(), "a\\b");
         assert_eq!(audit[1].as_json(), second, "made one line again");
+    }
+
+    #[tokio::test]
+    async fn a_group_whose_thread_panicked_is_an_error_not_an_empty_group() {
+        let mut decoder = OrderedDecoder::new("in".into(), 2, None);
+        decoder.submit(vec![Frame::Complete(
+            br#"{"auditID":"a","stage":"ResponseComplete","verb":"get"}"#
+                .to_vec()
+                .into(),
+        )]);
+        decoder
+            .pending
+            .push_back(tokio::task::spawn_blocking(|| panic!("a bug")));
+        let first = decoder
+            .next()
+            .await
+            .map(|group| group.map(|g| g.events.len()));
+        assert!(matches!(first, Some(Ok(1))));
+        let second = decoder.next().await.and_then(Result::err);
+        let message = second.map(|error| error.to_string()).unwrap_or_default();
+        assert!(message.contains("the source stops"), "{message}");
+        assert!(decoder.next().await.is_none());
     }
 
     #[test]

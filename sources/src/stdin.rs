@@ -132,7 +132,7 @@ pub async fn read_stream(
         tokio::select! {
             biased;
             decoded = decoder.next(), if !decoder.is_empty() => {
-                if let Some(decoded) = decoded {
+                if let Some(decoded) = decoded.transpose()? {
                     if !send_decoded(&context, decoded).await {
                         break;
                     }

@@ -42,7 +42,8 @@ struct InlineStage {
     id: Arc<str>,
     config: Arc<dyn TransformConfig>,
     context: TransformContext,
-    /// Instances not in use; a thread that finds none builds one.
+    /// Instances not in use; a thread that finds none (more groups at once than
+    /// built for) builds one.
     idle: Mutex<Vec<Box<dyn Transform>>>,
     received: Counter,
     /// The sent counter of every stage but the last, whose output port counts what it sends.
@@ -89,22 +90,36 @@ impl TransformErrors {
 impl InlineChain {
     /// A chain of `transforms` reading the source whose metrics are `source`.
     ///
-    /// Builds one instance of each transform at once, so that a transform that
-    /// cannot start fails the pipeline's start as it would as a task.
+    /// Builds the instances of each transform the decoding threads will use
+    /// at once (one per core, and two more: as many groups as a source decodes
+    /// at a time), so that a transform that cannot start fails the pipeline's
+    /// start as it would as a task, and no decoding thread has to build one.
     pub(crate) fn new(
         source: &ComponentMetrics,
         transforms: Vec<InlineTransform>,
     ) -> anyhow::Result<InlineChain> {
+        let instances = std::thread::available_parallelism().map_or(4, |cores| cores.get() + 2);
         let last = transforms.len().saturating_sub(1);
         let mut stages = Vec::with_capacity(transforms.len());
         for (index, transform) in transforms.into_iter().enumerate() {
-            let first = transform.config.build(&transform.context)?;
+            let idle = (0..instances)
+                .map(|_| transform.config.build(&transform.context))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            if idle
+                .iter()
+                .any(|instance| instance.tick_interval().is_some())
+            {
+                anyhow::bail!(
+                    "internal error: transform `{}` keeps time-based state and cannot run inline",
+                    transform.context.id
+                );
+            }
             let metrics = &transform.context.metrics;
             stages.push(InlineStage {
                 id: transform.context.id.clone(),
                 received: metrics.received_events.clone(),
                 sent: (index != last).then(|| metrics.sent_events(None)),
-                idle: Mutex::new(vec![first]),
+                idle: Mutex::new(idle),
                 config: transform.config,
                 context: transform.context,
             });
@@ -253,5 +268,7 @@ fn sole_inline_reader<'a>(upstream: &str, readers: &Readers<'a>) -> Option<&'a C
         .inputs
         .get(reader.id.as_str())
         .is_some_and(|inputs| inputs.as_slice() == [output]);
-    (transform.runs_inline() && reads_only_upstream).then_some(*reader)
+    let outputs_only_default =
+        transform.named_outputs().is_empty() && transform.has_default_output();
+    (transform.runs_inline() && outputs_only_default && reads_only_upstream).then_some(*reader)
 }

@@ -361,11 +361,21 @@ async fn send_within_sends_to_every_reader_or_to_none() {
 /// Drops `delete` events and makes an `errors` record of each `bad` one; may run inline.
 struct KeepReads {
     inline: bool,
+    /// A named output beside the default one (a transform with one is never inlined).
+    named: bool,
 }
 
 impl TransformConfig for KeepReads {
     fn runs_inline(&self) -> bool {
         self.inline
+    }
+
+    fn named_outputs(&self) -> Vec<String> {
+        if self.named {
+            vec!["other".to_string()]
+        } else {
+            Vec::new()
+        }
     }
 
     fn build(&self, _context: &TransformContext) -> anyhow::Result<Box<dyn Transform>> {
@@ -478,7 +488,8 @@ fn source_telling(id: &str, inline: bool, given: Arc<Mutex<Vec<String>>>) -> Com
 }
 
 fn keep_reads(id: &str, inputs: &[&str], inline: bool) -> ComponentEntry {
-    let config = ComponentConfig::Transform(Arc::new(KeepReads { inline }));
+    let named = false;
+    let config = ComponentConfig::Transform(Arc::new(KeepReads { inline, named }));
     entry(id, ComponentKind::Transform, inputs, config)
 }
 
@@ -546,6 +557,17 @@ fn inline_chains_follow_the_default_output_while_one_inline_transform_reads_it()
         collect("out", &["a", "in"], &seen),
     ];
     assert_eq!(chains(errors_only), vec![]);
+    let with_named_output = ComponentConfig::Transform(Arc::new(KeepReads {
+        inline: true,
+        named: true,
+    }));
+    let named_second = vec![
+        source("in", true),
+        keep_reads("a", &["in"], true),
+        entry("b", ComponentKind::Transform, &["a"], with_named_output),
+        collect("out", &["b", "b.other"], &seen),
+    ];
+    assert_eq!(chains(named_second), chain(&["a"]));
 }
 
 struct KeepReadsOutcome {

@@ -102,10 +102,15 @@ impl BatchQueue {
         self.origins.push_back((origin, path));
     }
 
-    /// The oldest batch, waiting for it to be decoded; `None` when nothing is queued.
-    pub async fn next(&mut self) -> Option<Batch> {
+    /// The oldest batch, waiting for it to be decoded; `None` when nothing is
+    /// queued; an error when its decoding failed (see [`OrderedDecoder::next`]).
+    pub async fn next(&mut self) -> Option<anyhow::Result<Batch>> {
         let decoded = self.decoder.next().await?;
         let (origin, path) = self.origins.pop_front()?;
+        let decoded = match decoded {
+            Ok(decoded) => decoded,
+            Err(error) => return Some(Err(error)),
+        };
         let (finalizer, receiver) = BatchNotifier::new_batch();
         let events = decoded
             .events
@@ -118,14 +123,14 @@ impl BatchQueue {
         for failure in &mut failures {
             failure.message = format!("{path}: {}", failure.message);
         }
-        Some(Batch {
+        Some(Ok(Batch {
             origin,
             events,
             failures,
             transform_errors,
             finalizer,
             receiver,
-        })
+        }))
     }
 }
 
@@ -161,11 +166,11 @@ mod tests {
         );
         assert_eq!(queue.len(), 2);
         assert!(queue.holds(Fingerprint(1)));
-        let first = queue.next().await.expect("a batch");
+        let first = queue.next().await.expect("a batch").unwrap();
         assert_eq!(first.origin.end, 10);
         assert_eq!(first.events.len(), 2);
         assert!(first.events.iter().all(|e| e.meta.finalizer.is_some()));
-        let second = queue.next().await.expect("a batch");
+        let second = queue.next().await.expect("a batch").unwrap();
         assert_eq!(second.origin.end, 20);
         assert_eq!(second.events.len(), 1);
         assert!(second.failures[0].message.starts_with("/x.log: "));
@@ -177,7 +182,7 @@ mod tests {
     async fn a_batch_resolves_once_its_events_and_handle_are_dropped() {
         let mut queue = BatchQueue::new("in".into(), 1, None);
         queue.push(origin(10), vec![line("a")], "/x.log".into());
-        let batch = queue.next().await.expect("a batch");
+        let batch = queue.next().await.expect("a batch").unwrap();
         let mut receiver = batch.receiver;
         drop(batch.finalizer);
         assert_eq!(receiver.try_status(), None);

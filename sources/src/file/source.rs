@@ -156,6 +156,8 @@ pub(super) struct FileSource {
     dirty: bool,
     /// Whether the last scan that matched nothing was already reported.
     reported_no_match: bool,
+    /// Why the source must stop with an error (a group whose decoding failed).
+    failed: Option<anyhow::Error>,
 }
 
 impl FileSource {
@@ -195,6 +197,7 @@ impl FileSource {
             last_save: Instant::now(),
             dirty: false,
             reported_no_match: false,
+            failed: None,
             config,
         })
     }
@@ -205,7 +208,9 @@ impl FileSource {
         while !context.shutdown.is_cancelled() {
             let round = self.step(&context).await;
             if round.closed {
-                self.downstream_gone();
+                if self.failed.is_none() {
+                    self.downstream_gone();
+                }
                 break;
             }
             if round.progressed {
@@ -403,8 +408,13 @@ impl FileSource {
     /// Returns `false` when nothing downstream takes events any more.
     async fn send_ready(&mut self, context: &SourceContext, keep: usize) -> bool {
         while self.batches.len() > keep {
-            let Some(batch) = self.batches.next().await else {
-                break;
+            let batch = match self.batches.next().await {
+                Some(Ok(batch)) => batch,
+                Some(Err(error)) => {
+                    self.failed = Some(error);
+                    return false;
+                }
+                None => break,
             };
             if !self.send(context, batch).await {
                 return false;
@@ -582,7 +592,10 @@ impl FileSource {
         for watched in std::mem::take(&mut self.files).into_values() {
             self.metrics.forget(&watched.gauges);
         }
-        Ok(())
+        match self.failed.take() {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
     }
 
     /// Partial last lines are never sent; say so when the pipeline stops.

@@ -5,8 +5,8 @@
 //! transform that keeps no state from one event to the next (see
 //! [`TransformConfig::runs_inline`]: `filter`, `audit_policy`, `redact`,
 //! `timeshift`) and the source is that transform's only input, the topology
-//! runs the transform on the decoding thread, right after each group is
-//! decoded, instead of in a task of its own. A chain of such transforms (a
+//! runs the transform on the decoding thread, over every 256 events as soon
+//! as they are decoded, instead of in a task of its own. A chain of such transforms (a
 //! policy, then redaction) runs as one [`InlineChain`].
 //!
 //! What that buys: each event is still in the cache of the core that decoded
@@ -66,6 +66,16 @@ impl TransformErrors {
     /// Whether no transform made a record.
     pub fn is_empty(&self) -> bool {
         self.by_stage.iter().all(Vec::is_empty)
+    }
+
+    /// Adds the records of a later group of events after these.
+    pub fn append(&mut self, later: TransformErrors) {
+        if self.by_stage.len() < later.by_stage.len() {
+            self.by_stage.resize_with(later.by_stage.len(), Vec::new);
+        }
+        for (records, more) in self.by_stage.iter_mut().zip(later.by_stage) {
+            records.extend(more);
+        }
     }
 
     /// Gives every record the acknowledgement handle of the batch its input came in.
@@ -271,4 +281,38 @@ fn sole_inline_reader<'a>(upstream: &str, readers: &Readers<'a>) -> Option<&'a C
     let outputs_only_default =
         transform.named_outputs().is_empty() && transform.has_default_output();
     (transform.runs_inline() && outputs_only_default && reads_only_upstream).then_some(*reader)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{AuditEvent, Payload};
+
+    fn record(id: &str) -> Event {
+        let text = format!(r#"{{"auditID":"{id}","stage":"ResponseComplete","verb":"get"}}"#);
+        let event = AuditEvent::parse(&text).expect("a valid event");
+        Event::new(Payload::Audit(Arc::new(event)), "in".into())
+    }
+
+    fn ids(errors: &TransformErrors) -> Vec<Vec<String>> {
+        let id = |event: &Event| event.as_audit().map(|a| a.header().audit_id().to_string());
+        let stage = |records: &Vec<Event>| records.iter().filter_map(id).collect();
+        errors.by_stage.iter().map(stage).collect()
+    }
+
+    #[test]
+    fn later_records_follow_earlier_ones_stage_by_stage() {
+        let mut errors = TransformErrors {
+            by_stage: vec![vec![record("a")]],
+        };
+        errors.append(TransformErrors {
+            by_stage: vec![vec![record("b")], vec![record("c")]],
+        });
+        errors.append(TransformErrors::default());
+        assert_eq!(ids(&errors), vec![vec!["a", "b"], vec!["c"]]);
+        assert!(!errors.is_empty());
+        let stages: Vec<usize> = errors.into_stages().map(|(stage, _)| stage).collect();
+        assert_eq!(stages, vec![0, 1]);
+        assert!(TransformErrors::default().is_empty());
+    }
 }

@@ -4,7 +4,8 @@
 # (examples/policy.yaml) and redact (no options) before the sink, on the 1 KB
 # events of `generate`; once into a file sink (what a pipeline does) and once
 # into a blackhole sink (the transforms' cost alone: the policy drops half of
-# the events, so the file sink has half the writing to do with them).
+# the events, so the file sink has half the writing to do with them); and into
+# a blackhole once more with the file source reading the same events.
 #
 #   benches/policy_e2e.sh [EVENTS] [ROUNDS]      (default 500,000 events, 3 rounds)
 #
@@ -63,9 +64,17 @@ TOML
   sink "$out" redact >> "$work/policy_$out.toml"
 done
 
+# The same two pipelines into a blackhole with the file source reading the
+# input (how a sidecar reads audit.log); its checkpoints are removed before each run.
+for pipeline in pass_blackhole policy_blackhole; do
+  sed -e "s|^data_dir = .*|data_dir = \"$work/file_data\"|" \
+      -e 's|^type = "stdin"|type = "file"\ninclude = ["'"$work"'/input.ndjson"]|' \
+      "$work/$pipeline.toml" > "$work/file_$pipeline.toml"
+done
+
 # Runs a pipeline once with a build; prints its wall-clock seconds and its CPU seconds (user + system).
 measure() { # BUILD PIPELINE
-  rm -f "$work/out.ndjson"
+  rm -rf "$work/out.ndjson" "$work/file_data"
   local TIMEFORMAT='%R %U %S' times
   times=$( { time AUDITFLOW_LOG=warn "${builds[$1]}" run --once --config "$work/$2.toml" < "$work/input.ndjson" > /dev/null; } 2>&1 )
   awk '{ printf "%s %.2f", $1, $2 + $3 }' <<< "$times"
@@ -73,7 +82,7 @@ measure() { # BUILD PIPELINE
 
 lesser() { awk -v a="$1" -v b="$2" 'BEGIN { print (a < b) ? a : b }'; }
 
-pipelines=(pass_file policy_file pass_blackhole policy_blackhole)
+pipelines=(pass_file policy_file pass_blackhole policy_blackhole file_pass_blackhole file_policy_blackhole)
 declare -A wall cpu
 for pipeline in "${pipelines[@]}"; do
   for name in "${names[@]}"; do
@@ -97,12 +106,15 @@ echo "input: $events events, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadav
 echo "fastest of $rounds runs (wall clock), and the least CPU time (user + system) of a run"
 for name in "${names[@]}"; do
   [ "${#names[@]}" -gt 1 ] && echo "$name build: ${builds[$name]}"
-  for out in file blackhole; do
-    awk -v n="$events" -v p="${wall[$name/pass_$out]}" -v q="${wall[$name/policy_$out]}" \
-        -v pc="${cpu[$name/pass_$out]}" -v qc="${cpu[$name/policy_$out]}" -v out="$out" 'BEGIN {
-      printf "stdin -> %-9s                    %6.2f s  %9.0f events/s  CPU %6.2f s\n", out, p, n / p, pc
-      printf "stdin -> policy -> redact -> %-9s%6.2f s  %9.0f events/s  CPU %6.2f s\n", out, q, n / q, qc
-      printf "with the transforms, into %s: time %+.1f%%, CPU %+.1f%%\n", out, (q / p - 1) * 100, (qc / pc - 1) * 100
+  for case in stdin:file stdin:blackhole file:blackhole; do
+    source=${case%%:*} out=${case#*:} prefix=""
+    [ "$source" = file ] && prefix=file_
+    awk -v n="$events" -v p="${wall[$name/${prefix}pass_$out]}" -v q="${wall[$name/${prefix}policy_$out]}" \
+        -v pc="${cpu[$name/${prefix}pass_$out]}" -v qc="${cpu[$name/${prefix}policy_$out]}" \
+        -v out="$out" -v source="$source" 'BEGIN {
+      printf "%-5s -> %-9s                    %6.2f s  %9.0f events/s  CPU %6.2f s\n", source, out, p, n / p, pc
+      printf "%-5s -> policy -> redact -> %-9s%6.2f s  %9.0f events/s  CPU %6.2f s\n", source, out, q, n / q, qc
+      printf "with the transforms, %s into %s: time %+.1f%%, CPU %+.1f%%\n", source, out, (q / p - 1) * 100, (qc / pc - 1) * 100
     }'
   done
 done

@@ -13,6 +13,7 @@ use auditflow_core::component::InputFailure;
 use auditflow_core::event::{
     decode_document_each, decode_document_owned, Event, EventError, Payload,
 };
+pub use auditflow_core::topology::inline::decode_parallelism;
 use auditflow_core::topology::inline::{InlineChain, TransformErrors};
 
 use crate::framing::{DocumentAssembler, Frame, LineFramer};
@@ -28,12 +29,6 @@ pub struct Decoded {
     pub transform_errors: TransformErrors,
 }
 
-/// How many groups of frames a source decodes at once: one per core and one
-/// more, so that a core that finishes a group finds the next one waiting.
-pub fn decode_parallelism() -> usize {
-    std::thread::available_parallelism().map_or(3, |cores| cores.get() + 1)
-}
-
 /// Decodes groups of frames on blocking threads, several at once, handing the
 /// results back in submission order.
 ///
@@ -41,7 +36,7 @@ pub fn decode_parallelism() -> usize {
 /// source reads and frames the next chunk while the previous ones decode on
 /// the other cores, and the output order stays the input order. The
 /// transforms the topology runs inline after the source run on the same
-/// thread, right after their group is decoded.
+/// thread, over every 256 events (`INLINE_GROUP`) as soon as they are decoded.
 pub struct OrderedDecoder {
     source_id: Arc<str>,
     parallelism: usize,
@@ -51,7 +46,7 @@ pub struct OrderedDecoder {
 
 impl OrderedDecoder {
     /// A decoder keeping at most `parallelism` groups in flight, running
-    /// `inline` over each group once decoded.
+    /// `inline` over the events it decodes (see [`OrderedDecoder`]).
     pub fn new(
         source_id: Arc<str>,
         parallelism: usize,

@@ -30,6 +30,12 @@ use crate::config::{ComponentConfig, ComponentEntry, PipelineConfig};
 use crate::event::Event;
 use crate::metrics::{ComponentMetrics, Counter};
 
+/// How many groups of frames a JSON source decodes at once: one per core and
+/// one more, so that a core that finishes a group finds the next one waiting.
+pub fn decode_parallelism() -> usize {
+    std::thread::available_parallelism().map_or(3, |cores| cores.get() + 1)
+}
+
 /// Transforms run one after the other on a source's decoding threads.
 pub struct InlineChain {
     /// The source's sent counter (its events go to the first transform without a port).
@@ -101,14 +107,15 @@ impl InlineChain {
     /// A chain of `transforms` reading the source whose metrics are `source`.
     ///
     /// Builds the instances of each transform the decoding threads will use
-    /// at once (one per core, and two more: as many groups as a source decodes
-    /// at a time), so that a transform that cannot start fails the pipeline's
-    /// start as it would as a task, and no decoding thread has to build one.
+    /// at once (as many as groups a source decodes at a time: the
+    /// [`decode_parallelism`], and one more the `file` source keeps queued),
+    /// so that a transform that cannot start fails the pipeline's start as it
+    /// would as a task, and no decoding thread has to build one.
     pub(crate) fn new(
         source: &ComponentMetrics,
         transforms: Vec<InlineTransform>,
     ) -> anyhow::Result<InlineChain> {
-        let instances = std::thread::available_parallelism().map_or(4, |cores| cores.get() + 2);
+        let instances = decode_parallelism() + 1;
         let last = transforms.len().saturating_sub(1);
         let mut stages = Vec::with_capacity(transforms.len());
         for (index, transform) in transforms.into_iter().enumerate() {

@@ -203,11 +203,11 @@ fn check(config: &FileConfig) -> Vec<OptionError> {
 }
 
 impl SourceConfig for FileConfig {
-    /// Files can always grow, but with `--once` the source ends once everything is read.
     fn decodes_inline(&self) -> bool {
         true
     }
 
+    /// Files can always grow, but with `--once` the source ends once everything is read.
     fn can_end(&self) -> bool {
         true
     }

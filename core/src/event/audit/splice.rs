@@ -171,7 +171,7 @@ impl AuditEvent {
     ///
     /// Every other byte of the text stays as it was, and so does the typed
     /// header (but for the level): nothing is parsed or walked, the members
-    /// are changed where reading found them ([`MemberPlaces`]). A `level` or a
+    /// are changed where reading found them (the event's `MemberPlaces`). A `level` or a
     /// replaced body the event did not have is added at the end. Should two
     /// removals meet (both bodies removed as the object's first members), the
     /// event goes through [`AuditEvent::edit`] instead, with the same result.

@@ -116,7 +116,7 @@ impl<'a> RequestAttributes<'a> {
 }
 
 /// The API group of an `objectRef`; events of old apiservers wrote `group/version` in `apiVersion`.
-fn api_group<'a>(group: Option<&'a str>, version: Option<&'a str>) -> &'a str {
+pub(super) fn api_group<'a>(group: Option<&'a str>, version: Option<&'a str>) -> &'a str {
     match (group, version) {
         (Some(group), _) => group,
         (None, Some(version)) => version.rsplit_once('/').map_or("", |(group, _)| group),
@@ -125,7 +125,7 @@ fn api_group<'a>(group: Option<&'a str>, version: Option<&'a str>) -> &'a str {
 }
 
 /// The path of a request URI: without query and fragment, percent-decoded (Go's `URL.Path`).
-fn request_path(uri: &str) -> Cow<'_, str> {
+pub(super) fn request_path(uri: &str) -> Cow<'_, str> {
     let path = uri.split(['?', '#']).next().unwrap_or("");
     if !path.contains('%') {
         return Cow::Borrowed(path);
@@ -214,11 +214,29 @@ impl Policy {
         }
     }
 
+    /// What the policy decides for the request an event records: [`Policy::decide`]
+    /// by the rules' sets (see [`RuleSets`](super::rule_sets::RuleSets)), reading
+    /// only the header fields some rule looks at.
+    pub fn decide_event(&self, header: AuditHeader<'_>) -> Decision<'_> {
+        match self.sets() {
+            Some(sets) => self.decision_of(sets.first_match(header)),
+            None => self.decide(&RequestAttributes::of(header)),
+        }
+    }
+
     /// [`Policy::decide`] trying every rule in order, as upstream does.
     #[cfg(test)]
     pub(crate) fn decide_in_order(&self, request: &RequestAttributes<'_>) -> Decision<'_> {
         let rules = self.rules().iter().enumerate();
         match rules.into_iter().find(|(_, rule)| rule.matches(request)) {
+            Some((index, rule)) => self.decision(index, rule),
+            None => self.no_match(),
+        }
+    }
+
+    /// The decision of the rule at `index` (`None`: of no rule matching).
+    fn decision_of(&self, index: Option<usize>) -> Decision<'_> {
+        match index.and_then(|index| Some((index, self.rules().get(index)?))) {
             Some((index, rule)) => self.decision(index, rule),
             None => self.no_match(),
         }
@@ -367,7 +385,7 @@ fn list_allows(list: &[String], value: &str) -> bool {
 }
 
 /// Upstream `pathMatches`: `*`, exact, or a prefix given by a trailing `*`.
-fn path_matches(path: &str, spec: &str) -> bool {
+pub(super) fn path_matches(path: &str, spec: &str) -> bool {
     if spec == "*" || spec == path {
         return true;
     }
@@ -375,16 +393,23 @@ fn path_matches(path: &str, spec: &str) -> bool {
 }
 
 /// Upstream `ruleMatchesResource` for one `resources` entry.
-fn group_matches(
+pub(super) fn group_matches(
     rule: &GroupResources,
     group: &str,
     resource: &str,
     subresource: &str,
     name: &str,
 ) -> bool {
-    if rule.group != group {
-        return false;
-    }
+    rule.group == group && group_resources_match(rule, resource, subresource, name)
+}
+
+/// [`group_matches`] for an entry already known to be of the request's API group.
+pub(super) fn group_resources_match(
+    rule: &GroupResources,
+    resource: &str,
+    subresource: &str,
+    name: &str,
+) -> bool {
     if rule.resources.is_empty() {
         return true;
     }
@@ -393,22 +418,7 @@ fn group_matches(
     }
     rule.resources
         .iter()
-        .any(|pattern| resource_matches(pattern, resource, subresource))
-}
-
-fn resource_matches(pattern: &str, resource: &str, subresource: &str) -> bool {
-    if pattern == "*" {
-        return true;
-    }
-    // Patterns are a few bytes: a plain scan finds the slash faster than a call to `memchr`.
-    let slash = pattern.bytes().position(|byte| byte == b'/');
-    let exact = match slash.and_then(|at| Some((pattern.get(..at)?, pattern.get(at + 1..)?))) {
-        None => subresource.is_empty() && pattern == resource,
-        Some((res, sub)) => res == resource && sub == subresource && !subresource.is_empty(),
-    };
-    exact
-        || (!subresource.is_empty() && pattern.strip_prefix("*/") == Some(subresource))
-        || pattern.strip_suffix("/*") == Some(resource)
+        .any(|pattern| pattern.matches(resource, subresource))
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ pub mod apply;
 pub mod checker;
 mod index;
 pub mod policy;
+mod rule_sets;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -181,7 +182,7 @@ impl Transform for AuditPolicy {
                 output.push(event);
                 continue;
             };
-            let decision = self.policy.decide(&RequestAttributes::of(audit.header()));
+            let decision = self.policy.decide_event(audit.header());
             match apply(audit, &decision) {
                 Ok(Applied::Unchanged | Applied::Edited) => {
                     tally.kept(audit.header().level().unwrap_or(decision.level));

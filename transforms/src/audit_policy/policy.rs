@@ -14,6 +14,7 @@ use auditflow_core::event::{Level, Stage};
 use serde::Deserialize;
 
 use super::index::RuleIndex;
+use super::rule_sets::RuleSets;
 
 /// A checked audit policy: its rules in order, and the policy-wide options.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +23,8 @@ pub struct Policy {
     rules: Vec<Rule>,
     /// Which rules can match a request, by verb and kind of request.
     index: RuleIndex,
+    /// The rules as sets by attribute value (policies of up to 64 rules).
+    sets: Option<RuleSets>,
     /// Stages never logged, whatever rule matches (joined with each rule's own).
     pub omit_stages: Vec<Stage>,
     /// Whether `metadata.managedFields` is removed from bodies, unless a rule says otherwise.
@@ -60,10 +63,69 @@ pub struct GroupResources {
     pub group: String,
     /// `pods`, `pods/log`, `*`, `*/status`, `pods/*`; empty matches every resource of the group.
     #[serde(default)]
-    pub resources: Vec<String>,
+    pub resources: Vec<ResourcePattern>,
     /// Object names; empty matches every name.
     #[serde(default)]
     pub resource_names: Vec<String>,
+}
+
+/// One entry of a rule's `resources` list, with the parts matching looks at taken apart once.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "String")]
+pub struct ResourcePattern {
+    /// The entry as written (`pods/exec`).
+    text: String,
+    /// For `*/SUBRESOURCE`: the subresource (upstream trims every leading `*` and `/`).
+    any_resource: Option<String>,
+    /// For `RESOURCE/*`: the resource (upstream trims every trailing `/` and `*`).
+    all_subresources: Option<String>,
+}
+
+impl From<String> for ResourcePattern {
+    fn from(text: String) -> ResourcePattern {
+        let any_resource = text
+            .starts_with("*/")
+            .then(|| text.trim_start_matches(['*', '/']).to_string());
+        let all_subresources = text
+            .ends_with("/*")
+            .then(|| text.trim_end_matches(['/', '*']).to_string());
+        ResourcePattern {
+            text,
+            any_resource,
+            all_subresources,
+        }
+    }
+}
+
+impl ResourcePattern {
+    /// The entry as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether the entry matches a request's resource and subresource (`""` for none),
+    /// as upstream's `ruleMatchesResource` decides for one entry.
+    #[inline]
+    pub fn matches(&self, resource: &str, subresource: &str) -> bool {
+        self.text == "*"
+            || self.is_combined(resource, subresource)
+            || (!subresource.is_empty() && self.any_resource.as_deref() == Some(subresource))
+            || self.all_subresources.as_deref() == Some(resource)
+    }
+
+    /// Whether the entry is `RESOURCE` (no subresource) or `RESOURCE/SUBRESOURCE`, without
+    /// writing that string out.
+    #[inline]
+    fn is_combined(&self, resource: &str, subresource: &str) -> bool {
+        if subresource.is_empty() {
+            return self.text == resource;
+        }
+        let text = self.text.as_bytes();
+        text.len() == resource.len() + 1 + subresource.len()
+            && text.get(..resource.len()) == Some(resource.as_bytes())
+            && text.get(resource.len()) == Some(&b'/')
+            && text.get(resource.len() + 1..) == Some(subresource.as_bytes())
+    }
 }
 
 /// A problem in a policy file.
@@ -156,6 +218,11 @@ impl Policy {
         &self.index
     }
 
+    /// The rules as sets, when the policy has few enough rules.
+    pub(crate) fn sets(&self) -> Option<&RuleSets> {
+        self.sets.as_ref()
+    }
+
     /// Reads and checks a policy file.
     pub fn load(path: &Path) -> Result<Policy, Vec<PolicyError>> {
         let text = std::fs::read_to_string(path).map_err(|error| {
@@ -232,6 +299,7 @@ impl PolicyDocument {
             .collect();
         Ok(Policy {
             index: RuleIndex::new(&rules),
+            sets: RuleSets::new(&rules),
             rules,
             omit_stages,
             omit_managed_fields: self.omit_managed_fields,
@@ -358,6 +426,7 @@ fn check_resources(groups: &[GroupResources], at: &str, errors: &mut Vec<PolicyE
             ));
         }
         for (position, resource) in group.resources.iter().enumerate() {
+            let resource = resource.as_str();
             if !valid_resource_pattern(resource) {
                 errors.push(PolicyError::new(
                     format!("{field}.resources[{position}]"),
@@ -504,5 +573,36 @@ mod tests {
             found[0].starts_with("rules[0].users: invalid type"),
             "{found:?}"
         );
+    }
+
+    /// Each form of a `resources` entry against (resource, subresource), as upstream's
+    /// `ruleMatchesResource` compares them (`resource/subresource` as one string).
+    #[test]
+    fn resource_patterns_match_as_upstream_compares_them() {
+        let cases = [
+            ("*", "pods", "", true),
+            ("*", "pods", "exec", true),
+            ("pods", "pods", "", true),
+            ("pods", "pods", "exec", false),
+            ("pods", "pod", "", false),
+            ("pods/exec", "pods", "exec", true),
+            ("pods/exec", "pods", "", false),
+            ("pods/exec", "pods", "log", false),
+            // A resource written with its subresource is the same combined string.
+            ("pods/exec", "pods/exec", "", true),
+            ("*/status", "deployments", "status", true),
+            ("*/status", "deployments", "", false),
+            ("*/status", "deployments", "scale", false),
+            ("pods/*", "pods", "", true),
+            ("pods/*", "pods", "log", true),
+            ("pods/*", "services", "log", false),
+        ];
+        for (pattern, resource, subresource, expected) in cases {
+            let found = ResourcePattern::from(pattern.to_string()).matches(resource, subresource);
+            assert_eq!(
+                found, expected,
+                "{pattern} against {resource} / {subresource}"
+            );
+        }
     }
 }

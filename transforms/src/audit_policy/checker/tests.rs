@@ -399,9 +399,10 @@ fn explain_names_every_failed_condition_of_the_earlier_rules() {
     assert_eq!(request.describe("nonResourceURLs"), "a resource request");
 }
 
-/// The indexed decision is the first matching rule, as trying every rule in order gives.
+/// The indexed decision and the decision by sets are the first matching rule, as trying every
+/// rule in order gives.
 #[test]
-fn the_rule_index_decides_as_trying_every_rule_in_order() {
+fn the_rule_index_and_the_rule_sets_decide_as_trying_every_rule_in_order() {
     let cases = table();
     let rules: Vec<String> = cases
         .iter()
@@ -424,18 +425,19 @@ fn the_rule_index_decides_as_trying_every_rule_in_order() {
             AuditEvent::parse(&line).unwrap()
         })
         .collect();
+    // Over 64 rules: decided rule by rule, not by sets.
+    let long = policy(&rules.concat().repeat(64 / rules.len() + 1));
+    assert!(forward.sets().is_some() && long.sets().is_none());
     let events = cases.iter().map(|(_, event, _)| event).chain(&generated);
     let mut decided = 0;
     for event in events {
         let request = RequestAttributes::of(event.header());
-        for policy in [&forward, &backward, &example] {
-            assert_eq!(
-                policy.decide(&request),
-                policy.decide_in_order(&request),
-                "{}",
-                event.as_json()
-            );
-            decided += usize::from(policy.decide(&request).rule.is_some());
+        for policy in [&forward, &backward, &example, &long] {
+            let in_order = policy.decide_in_order(&request);
+            assert_eq!(policy.decide(&request), in_order, "{}", event.as_json());
+            let by_sets = policy.decide_event(event.header());
+            assert_eq!(by_sets, in_order, "by sets: {}", event.as_json());
+            decided += usize::from(in_order.rule.is_some());
         }
     }
     assert!(decided > 3000, "{decided}");

@@ -24,7 +24,9 @@ use super::scan::{read_document, Item, Wire};
 use super::EventError;
 
 mod splice;
-pub use splice::{array_items, object_members, BodyChange, JsonMember};
+pub use splice::{
+    array_items, object_members, object_members_lazily, BodyChange, JsonMember, Members,
+};
 
 /// The stage of request handling at which an audit event was generated.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

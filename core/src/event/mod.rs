@@ -23,7 +23,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use alert::{Alert, Priority};
-pub use audit::{array_items, object_members, BodyChange, JsonMember};
+pub use audit::{
+    array_items, object_members, object_members_lazily, BodyChange, JsonMember, Members,
+};
 pub use audit::{
     decode_document, decode_document_each, decode_document_owned, AuditEvent, AuditEventEdit,
     DecodedDocument, ItemError, Level, Stage,

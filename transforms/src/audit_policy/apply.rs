@@ -13,9 +13,8 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use auditflow_core::event::{
-    array_items, object_members, AuditEvent, BodyChange, EventError, Level,
+    array_items, object_members_lazily, AuditEvent, BodyChange, EventError, Level,
 };
-use serde_json::value::RawValue;
 
 use super::checker::Decision;
 
@@ -98,15 +97,11 @@ pub fn apply(shared: &mut Arc<AuditEvent>, decision: &Decision<'_>) -> Result<Ap
 }
 
 /// What becomes of a body: removed when the level does not keep it, else the stripped one if any.
-fn body_change<'a>(
-    body: Option<&str>,
-    kept: bool,
-    stripped: Option<&'a RawValue>,
-) -> BodyChange<'a> {
+fn body_change<'a>(body: Option<&str>, kept: bool, stripped: Option<&'a str>) -> BodyChange<'a> {
     match (body, kept, stripped) {
         (None, _, _) => BodyChange::Keep,
         (Some(_), false, _) => BodyChange::Remove,
-        (Some(_), true, Some(stripped)) => BodyChange::Replace(stripped),
+        (Some(_), true, Some(stripped)) => BodyChange::Stripped(stripped),
         (Some(_), true, None) => BodyChange::Keep,
     }
 }
@@ -114,12 +109,20 @@ fn body_change<'a>(
 /// A body without `metadata.managedFields` (its own, and each list item's), if it had any.
 ///
 /// Works on the raw JSON: the members are only located, and the body is written
-/// back with those members cut out, every other byte as it was.
-fn without_managed_fields(body: &str) -> Option<Box<RawValue>> {
+/// back with those members cut out, every other byte as it was. Members are
+/// walked only as far as needed: a body without an `"items"` key anywhere in it
+/// is not a list, so only the values before its `metadata` are walked (the
+/// first two members of most bodies), and within `metadata` those up to the
+/// member after `managedFields`.
+fn without_managed_fields(body: &str) -> Option<String> {
     memchr::memmem::find(body.as_bytes(), MANAGED_FIELDS_KEY.as_bytes())?;
-    let members = object_members(body)?;
+    if memchr::memmem::find(body.as_bytes(), ITEMS_KEY.as_bytes()).is_none() {
+        // Not a list: only the object's own metadata, walked from where it starts.
+        let metadata = object_members_lazily(body)?.value_start_of("metadata")?;
+        return cut_out(body, managed_fields_cut(body, metadata..body.len()));
+    }
     let mut cuts = Vec::new();
-    for member in &members {
+    for member in object_members_lazily(body)? {
         if member.is(body, "metadata") {
             cuts.extend(managed_fields_cut(body, member.value.clone()));
         } else if member.is(body, "items") {
@@ -132,9 +135,13 @@ fn without_managed_fields(body: &str) -> Option<Box<RawValue>> {
             }
         }
     }
-    if cuts.is_empty() {
-        return None;
-    }
+    cut_out(body, cuts)
+}
+
+/// `body` without the `cuts` (in order, apart); `None` when there are none.
+fn cut_out(body: &str, cuts: impl IntoIterator<Item = Range<usize>>) -> Option<String> {
+    let mut cuts = cuts.into_iter().peekable();
+    cuts.peek()?;
     let mut text = String::with_capacity(body.len());
     let mut at = 0;
     for cut in cuts {
@@ -142,21 +149,26 @@ fn without_managed_fields(body: &str) -> Option<Box<RawValue>> {
         at = cut.end;
     }
     text.push_str(body.get(at..)?);
-    RawValue::from_string(text).ok()
+    Some(text)
 }
 
 const MANAGED_FIELDS_KEY: &str = "\"managedFields\"";
+const ITEMS_KEY: &str = "\"items\"";
 
-/// The part of `body` to cut to remove `managedFields` from the object at `metadata` (with a comma).
+/// The part of `body` to cut to remove `managedFields` from the object starting at
+/// `metadata.start` (with a comma); `metadata` may run on past the object's end.
 fn managed_fields_cut(body: &str, metadata: Range<usize>) -> Option<Range<usize>> {
     let text = body.get(metadata.clone())?;
-    let members = object_members(text)?;
-    let index = members.iter().position(|m| m.is(text, "managedFields"))?;
-    let this = members.get(index)?.whole();
-    let cut = match (
-        index.checked_sub(1).and_then(|i| members.get(i)),
-        members.get(index + 1),
-    ) {
+    let mut members = object_members_lazily(text)?;
+    let mut previous = None;
+    let this = loop {
+        let member = members.next()?;
+        if member.is(text, "managedFields") {
+            break member.whole();
+        }
+        previous = Some(member);
+    };
+    let cut = match (previous, members.next()) {
         (_, Some(next)) => this.start..next.whole().start,
         (Some(previous), None) => previous.value.end..this.end,
         (None, None) => this,
@@ -167,9 +179,7 @@ fn managed_fields_cut(body: &str, metadata: Range<usize>) -> Option<Range<usize>
 /// Where the `metadata` of the object at `object` in `body` is.
 fn metadata_of(body: &str, object: Range<usize>) -> Option<Range<usize>> {
     let text = body.get(object.clone())?;
-    let metadata = object_members(text)?
-        .into_iter()
-        .find(|member| member.is(text, "metadata"))?;
+    let metadata = object_members_lazily(text)?.find(|member| member.is(text, "metadata"))?;
     Some(offset(metadata.value, object.start))
 }
 
@@ -332,11 +342,16 @@ mod tests {
                 Some(r#"{"metadata":{}}"#),
             ),
             (r#"{"spec":{"managedFields":[]}}"#, None),
+            // `metadata` after a body member, and an `"items"` key that is not the body's.
+            (
+                r#"{"spec":{"items":[{"managedFields":1}]},"metadata":{"managedFields":[],"name":"n"}}"#,
+                Some(r#"{"spec":{"items":[{"managedFields":1}]},"metadata":{"name":"n"}}"#),
+            ),
             (r#""managedFields""#, None),
         ];
         for (body, expected) in cases {
             let stripped = without_managed_fields(body);
-            assert_eq!(stripped.as_ref().map(|raw| raw.get()), expected, "{body}");
+            assert_eq!(stripped.as_deref(), expected, "{body}");
         }
     }
 }

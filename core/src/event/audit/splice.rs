@@ -43,6 +43,13 @@ pub fn object_members(text: &str) -> Option<Vec<JsonMember>> {
     members_skipping(text, &[])
 }
 
+/// The members of a JSON object one by one, each value walked only when its member is
+/// asked for; `None` if `text` is not an object. Stops early at text it cannot follow
+/// ([`object_members`] says `None` then).
+pub fn object_members_lazily(text: &str) -> Option<Members<'_>> {
+    Members::new(text, &[])
+}
+
 /// The items of a JSON array, as byte ranges of its text; `None` if `text` is not an array.
 pub fn array_items(text: &str) -> Option<Vec<Range<usize>>> {
     let bytes = text.as_bytes();
@@ -75,7 +82,7 @@ fn members_skipping(text: &str, known: &[Range<usize>]) -> Option<Vec<JsonMember
 }
 
 /// The members of an object, one by one; stops at the end or at text it cannot follow.
-struct Members<'a> {
+pub struct Members<'a> {
     bytes: &'a [u8],
     known: &'a [Range<usize>],
     /// Where the next member (or the closing brace) is.
@@ -104,7 +111,21 @@ impl<'a> Members<'a> {
         })
     }
 
-    fn member(&mut self) -> Option<JsonMember> {
+    /// Where the value of the first member (of those still to come) whose key is written
+    /// exactly as `name` starts; only the values before it are walked.
+    pub fn value_start_of(mut self, name: &str) -> Option<usize> {
+        while !self.finished {
+            let (key, value_start) = self.key()?;
+            if self.bytes.get(key) == Some(name.as_bytes()) {
+                return Some(value_start);
+            }
+            self.member()?;
+        }
+        None
+    }
+
+    /// The next member's key (without its quotes) and where its value starts.
+    fn key(&self) -> Option<(Range<usize>, usize)> {
         let bytes = self.bytes;
         if bytes.get(self.at) != Some(&b'"') {
             return None;
@@ -115,7 +136,12 @@ impl<'a> Members<'a> {
         if bytes.get(colon) != Some(&b':') {
             return None;
         }
-        let value_start = skip_whitespace(bytes, colon + 1);
+        Some((key_start..key_end - 1, skip_whitespace(bytes, colon + 1)))
+    }
+
+    fn member(&mut self) -> Option<JsonMember> {
+        let bytes = self.bytes;
+        let (key, value_start) = self.key()?;
         let value_end = match self.known.iter().find(|range| range.start == value_start) {
             Some(range) => range.end,
             None => value_end(bytes, value_start)?,
@@ -130,7 +156,7 @@ impl<'a> Members<'a> {
             _ => return None,
         }
         Some(JsonMember {
-            key: key_start..key_end - 1,
+            key,
             value: value_start..value_end,
         })
     }
@@ -160,6 +186,9 @@ pub enum BodyChange<'a> {
     Remove,
     /// The body is replaced by this JSON (added at the end when the event had none).
     Replace(&'a RawValue),
+    /// The body is replaced by this text, made from the body by cutting out whole members
+    /// (with a comma next to each), so it is JSON without being checked again.
+    Stripped(&'a str),
 }
 
 const REQUEST_OBJECT: &str = "requestObject";
@@ -246,8 +275,14 @@ impl AuditEvent {
                 (BodyChange::Replace(raw), Some(member)) => {
                     edits.push(Edit::replace(member.value.clone(), raw.get(), placed));
                 }
+                (BodyChange::Stripped(text), Some(member)) => {
+                    edits.push(Edit::replace(member.value.clone(), text, placed));
+                }
                 (BodyChange::Replace(raw), None) => {
                     edits.push(Edit::append(end, head, raw.get(), placed));
+                }
+                (BodyChange::Stripped(text), None) => {
+                    edits.push(Edit::append(end, head, text, placed));
                 }
             }
         }
@@ -335,6 +370,11 @@ impl AuditEvent {
                     edit.remove(name);
                 }
                 BodyChange::Replace(raw) => edit.set_raw(name, raw.to_owned()),
+                BodyChange::Stripped(text) => {
+                    let raw =
+                        RawValue::from_string(text.to_string()).map_err(EventError::from_json)?;
+                    edit.set_raw(name, raw);
+                }
             }
         }
         edit.set(LEVEL, &serde_json::Value::from(level.as_str()))?;
@@ -581,6 +621,16 @@ mod tests {
             assert_eq!(object_members(broken), None, "{broken}");
         }
         assert_eq!(array_items("{}"), None);
+        let text = r#"{"a":1, "b" : {"c":[2]},"d":"}"}"#;
+        let lazily: Vec<JsonMember> = object_members_lazily(text).unwrap().collect();
+        assert_eq!(Some(lazily), object_members(text));
+        let first = object_members_lazily(r#"{"a":1,"b":}"#).unwrap().next();
+        assert_eq!(first.map(|member| member.value), Some(5..6));
+        let metadata = r#"{"a":{"x":"metadata"}, "metadata" : {"b":2},"c":3}"#;
+        let start = object_members_lazily(metadata).unwrap().value_start_of("metadata");
+        assert_eq!(start, metadata.find("{\"b\""));
+        let none = object_members_lazily(r#"{"a":1}"#).unwrap().value_start_of("metadata");
+        assert_eq!(none, None);
     }
 
     #[test]
@@ -590,6 +640,7 @@ mod tests {
             BodyChange::Keep,
             BodyChange::Remove,
             BodyChange::Replace(&replacement),
+            BodyChange::Stripped(r#"{"kind":"Secret"}"#),
         ];
         let without_level = EVENT.replace(r#""level":"RequestResponse","#, "");
         let level_last = without_level.replace(r#""future""#, r#""level":"Request","future""#);

@@ -101,6 +101,16 @@ impl Level {
             Level::RequestResponse => "RequestResponse",
         }
     }
+
+    /// The level as a JSON string, with its quotes (`"Metadata"`).
+    pub fn as_json(self) -> &'static str {
+        match self {
+            Level::None => "\"None\"",
+            Level::Metadata => "\"Metadata\"",
+            Level::Request => "\"Request\"",
+            Level::RequestResponse => "\"RequestResponse\"",
+        }
+    }
 }
 
 /// One audit event: its JSON text, the typed header parsed from it and where its bodies are.

@@ -22,7 +22,7 @@
 
 use std::borrow::Cow;
 
-use auditflow_core::event::{AuditHeader, Level, Stage, TextList};
+use auditflow_core::event::{AuditHeader, Level, ObjectReference, Stage, TextList};
 
 use super::policy::{GroupResources, Policy, Rule};
 
@@ -68,7 +68,7 @@ impl<'a> RequestAttributes<'a> {
         let target = match header.object_ref() {
             Some(object) => Target::Resource {
                 namespace: object.namespace().unwrap_or(""),
-                group: api_group(object.api_group(), object.api_version()),
+                group: api_group(object),
                 resource: object.resource().unwrap_or(""),
                 subresource: object.subresource().unwrap_or(""),
                 name: object.name().unwrap_or(""),
@@ -116,11 +116,15 @@ impl<'a> RequestAttributes<'a> {
 }
 
 /// The API group of an `objectRef`; events of old apiservers wrote `group/version` in `apiVersion`.
-pub(super) fn api_group<'a>(group: Option<&'a str>, version: Option<&'a str>) -> &'a str {
-    match (group, version) {
-        (Some(group), _) => group,
-        (None, Some(version)) => version.rsplit_once('/').map_or("", |(group, _)| group),
-        (None, None) => "",
+pub(super) fn api_group<'a>(object: ObjectReference<'a>) -> &'a str {
+    if let Some(group) = object.api_group() {
+        return group;
+    }
+    let version = object.api_version().unwrap_or("");
+    // A version is a few bytes: a plain scan finds the slash faster than a call to `memrchr`.
+    match version.bytes().rposition(|byte| byte == b'/') {
+        Some(slash) => version.get(..slash).unwrap_or(""),
+        None => "",
     }
 }
 

@@ -190,7 +190,7 @@ impl ResourceSets {
 
     /// Of `candidates`, the rules whose `resources` condition holds for `object`.
     fn of(&self, candidates: RuleSet, object: ObjectReference<'_>) -> RuleSet {
-        let group = api_group(object.api_group(), object.api_version());
+        let group = api_group(object);
         let Some((_, entries)) = self.by_group.iter().find(|(listed, _)| listed == group) else {
             return self.unlisted;
         };

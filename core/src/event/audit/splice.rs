@@ -236,7 +236,7 @@ impl AuditEvent {
         request: BodyChange<'_>,
         response: BodyChange<'_>,
     ) -> Option<Spliced> {
-        let level_json = format!("\"{}\"", level.as_str());
+        let level_json = level.as_json();
         let bytes = self.text.as_bytes();
         // New members go before the closing brace (an event is never an empty object).
         let end = self.text.len().checked_sub(1)?;
@@ -249,9 +249,10 @@ impl AuditEvent {
             return None;
         }
         let mut edits = vec![match self.places.level() {
-            Some(value) => Edit::replace(value, &level_json, Placed::Level),
-            None => Edit::append(end, ",\"level\":", &level_json, Placed::Level),
+            Some(value) => Edit::replace(value, level_json, Placed::Level),
+            None => Edit::append(end, ",\"level\":", level_json, Placed::Level),
         }];
+        edits.reserve(2);
         let bodies = [
             (
                 request,
@@ -627,9 +628,13 @@ mod tests {
         let first = object_members_lazily(r#"{"a":1,"b":}"#).unwrap().next();
         assert_eq!(first.map(|member| member.value), Some(5..6));
         let metadata = r#"{"a":{"x":"metadata"}, "metadata" : {"b":2},"c":3}"#;
-        let start = object_members_lazily(metadata).unwrap().value_start_of("metadata");
+        let start = object_members_lazily(metadata)
+            .unwrap()
+            .value_start_of("metadata");
         assert_eq!(start, metadata.find("{\"b\""));
-        let none = object_members_lazily(r#"{"a":1}"#).unwrap().value_start_of("metadata");
+        let none = object_members_lazily(r#"{"a":1}"#)
+            .unwrap()
+            .value_start_of("metadata");
         assert_eq!(none, None);
     }
 
@@ -663,6 +668,19 @@ mod tests {
                     assert_eq!(rebuilt, event(rebuilt.as_json()));
                 }
             }
+        }
+    }
+
+    #[test]
+    fn each_level_is_written_as_its_json_string() {
+        for level in [
+            Level::None,
+            Level::Metadata,
+            Level::Request,
+            Level::RequestResponse,
+        ] {
+            let written = serde_json::to_string(level.as_str()).unwrap();
+            assert_eq!(level.as_json(), written);
         }
     }
 

@@ -70,6 +70,8 @@ def percent(after, before):
 def main():
     events = int(sys.argv[1]) if len(sys.argv) > 1 else 300_000
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 30
+    if rounds < 2:
+        sys.exit("policy_pairs.py: ROUNDS must be 2 or more (the quartiles need two pairs)")
     binary = os.environ.get("AUDITFLOW_BIN")
     if not binary:
         subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)

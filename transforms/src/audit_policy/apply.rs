@@ -110,14 +110,17 @@ fn body_change<'a>(body: Option<&str>, kept: bool, stripped: Option<&'a str>) ->
 ///
 /// Works on the raw JSON: the members are only located, and the body is written
 /// back with those members cut out, every other byte as it was. Members are
-/// walked only as far as needed: a body without an `"items"` key anywhere in it
-/// is not a list, so only the values before its `metadata` are walked (the
-/// first two members of most bodies), and within `metadata` those up to the
-/// member after `managedFields`.
+/// walked only as far as needed: a body with no `"items"` key and one
+/// `"metadata"` key anywhere in it is not a list and has one `metadata`, so
+/// only the values before it are walked (the first two members of most
+/// bodies), and within it those up to the member after `managedFields`. Any
+/// other body (a list, a Deployment with its pod template's `metadata`, a
+/// duplicated key) is walked whole, and every top-level `metadata` is cut.
 fn without_managed_fields(body: &str) -> Option<String> {
-    memchr::memmem::find(body.as_bytes(), MANAGED_FIELDS_KEY.as_bytes())?;
-    if memchr::memmem::find(body.as_bytes(), ITEMS_KEY.as_bytes()).is_none() {
-        // Not a list: only the object's own metadata, walked from where it starts.
+    let bytes = body.as_bytes();
+    memchr::memmem::find(bytes, MANAGED_FIELDS_KEY.as_bytes())?;
+    let metadata_keys = memchr::memmem::find_iter(bytes, METADATA_KEY.as_bytes()).take(2);
+    if metadata_keys.count() == 1 && memchr::memmem::find(bytes, ITEMS_KEY.as_bytes()).is_none() {
         let metadata = object_members_lazily(body)?.value_start_of("metadata")?;
         return cut_out(body, managed_fields_cut(body, metadata..body.len()));
     }
@@ -154,6 +157,7 @@ fn cut_out(body: &str, cuts: impl IntoIterator<Item = Range<usize>>) -> Option<S
 
 const MANAGED_FIELDS_KEY: &str = "\"managedFields\"";
 const ITEMS_KEY: &str = "\"items\"";
+const METADATA_KEY: &str = "\"metadata\"";
 
 /// The part of `body` to cut to remove `managedFields` from the object starting at
 /// `metadata.start` (with a comma); `metadata` may run on past the object's end.
@@ -342,6 +346,22 @@ mod tests {
                 Some(r#"{"metadata":{}}"#),
             ),
             (r#"{"spec":{"managedFields":[]}}"#, None),
+            // A duplicated `metadata`: each is cut (a reader may take either).
+            (
+                r#"{"metadata":{"managedFields":[1]},"metadata":{"managedFields":[2]}}"#,
+                Some(r#"{"metadata":{},"metadata":{}}"#),
+            ),
+            (
+                r#"{"metadata":null,"metadata":{"name":"b","managedFields":[]}}"#,
+                Some(r#"{"metadata":null,"metadata":{"name":"b"}}"#),
+            ),
+            // A pod template's `metadata` below the object's own: only the object's is cut.
+            (
+                r#"{"metadata":{"managedFields":[],"name":"d"},"spec":{"template":{"metadata":{"managedFields":[]}}}}"#,
+                Some(
+                    r#"{"metadata":{"name":"d"},"spec":{"template":{"metadata":{"managedFields":[]}}}}"#,
+                ),
+            ),
             // `metadata` after a body member, and an `"items"` key that is not the body's.
             (
                 r#"{"spec":{"items":[{"managedFields":1}]},"metadata":{"managedFields":[],"name":"n"}}"#,

@@ -186,8 +186,11 @@ pub enum BodyChange<'a> {
     Remove,
     /// The body is replaced by this JSON (added at the end when the event had none).
     Replace(&'a RawValue),
-    /// The body is replaced by this text, made from the body by cutting out whole members
-    /// (with a comma next to each), so it is JSON without being checked again.
+    /// The body is replaced by this text, which the caller made from the body by
+    /// cutting out whole members (each with a comma next to it), so it is JSON
+    /// and is not checked again (debug builds check it). Like `Replace`, it is
+    /// added at the end when the event had no body; use `Replace` for any JSON
+    /// not made so.
     Stripped(&'a str),
 }
 
@@ -268,6 +271,12 @@ impl AuditEvent {
             ),
         ];
         for (change, body, head, placed) in bodies {
+            if let BodyChange::Stripped(text) = change {
+                debug_assert!(
+                    serde_json::from_str::<&RawValue>(text).is_ok(),
+                    "a stripped body is not JSON: {text}"
+                );
+            }
             match (change, self.places.body(body)) {
                 (BodyChange::Keep, _) | (BodyChange::Remove, None) => {}
                 (BodyChange::Remove, Some(member)) => {

@@ -316,8 +316,27 @@ fn every_matching_form_behaves_as_upstream() {
             (Level::None, None)
         };
         assert_eq!((decision.level, decision.rule), (level, index), "{rule}");
+        assert_eq!(
+            policy.decide_event(event.header()),
+            decision,
+            "by sets: {rule}"
+        );
         assert_eq!(policy.explain(&request).is_empty(), expected, "{rule}");
     }
+}
+
+/// A policy of exactly 64 rules is decided by sets, its last rule included.
+#[test]
+fn the_sixty_fourth_rule_is_decided_by_sets() {
+    let mut rules = "- level: None\n  users: [nobody]\n".repeat(63);
+    rules.push_str("- level: Request\n  users: [alice]\n");
+    let policy = policy(&rules);
+    assert!(policy.sets().is_some());
+    let alice = event("alice", &[], "get", "default//pods//p");
+    let decision = policy.decide_event(alice.header());
+    assert_eq!((decision.level, decision.rule), (Level::Request, Some(63)));
+    let bob = event("bob", &[], "get", "default//pods//p");
+    assert_eq!(policy.decide_event(bob.header()).rule, None);
 }
 
 #[test]

@@ -116,8 +116,8 @@ pub fn open_for_reading(path: &Path) -> rusqlite::Result<Option<Connection>> {
     let connection = Connection::open_with_flags(path, flags)
         .or_else(|_| Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY))?;
     connection.busy_timeout(BUSY_TIMEOUT)?;
-    let version: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
-    if version == 0 && is_empty(&connection)? {
+    let (version, objects) = version_and_objects(&connection)?;
+    if version == 0 && objects == 0 {
         return Ok(None);
     }
     if version != SCHEMA_VERSION {
@@ -126,11 +126,16 @@ pub fn open_for_reading(path: &Path) -> rusqlite::Result<Option<Connection>> {
     Ok(Some(connection))
 }
 
-/// Whether the database has no table, index or view at all.
-fn is_empty(connection: &Connection) -> rusqlite::Result<bool> {
-    let objects: i64 =
-        connection.query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get(0))?;
-    Ok(objects == 0)
+/// The schema version and how many tables, indexes and views the database has,
+/// read in one statement, so from one snapshot: read one after the other, a
+/// writer creating the partition could commit in between (version 0 before,
+/// the tables after) and the partition would look like a foreign file.
+fn version_and_objects(connection: &Connection) -> rusqlite::Result<(i64, i64)> {
+    connection.query_row(
+        "SELECT (SELECT user_version FROM pragma_user_version), (SELECT count(*) FROM sqlite_master)",
+        [],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )
 }
 
 fn schema_mismatch(version: i64) -> rusqlite::Error {
@@ -140,4 +145,27 @@ fn schema_mismatch(version: i64) -> rusqlite::Error {
             "not a local_store partition of this auditflow version (schema version {version}, expected {SCHEMA_VERSION})"
         )),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partition_being_created_reads_as_empty_and_a_foreign_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("2026-12-03.sqlite");
+        // The file a writer has just created, before its schema is committed.
+        Connection::open(&path).unwrap();
+        assert!(open_for_reading(&path).unwrap().is_none());
+        drop(open_for_writing(&path).unwrap());
+        assert!(open_for_reading(&path).unwrap().is_some());
+        let foreign = dir.path().join("other.sqlite");
+        Connection::open(&foreign)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (x INTEGER);")
+            .unwrap();
+        let error = open_for_reading(&foreign).unwrap_err().to_string();
+        assert!(error.contains("schema version 0, expected"), "{error}");
+    }
 }

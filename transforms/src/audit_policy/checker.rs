@@ -364,13 +364,22 @@ impl Rule {
             .any(|rule| group_matches(rule, group, resource, subresource, name))
     }
 
+    /// Whether the rule lists `namespaces` or `resources`: it then matches
+    /// resource requests only, and its `nonResourceURLs` are not looked at.
+    pub(super) fn looks_at_objects(&self) -> bool {
+        !self.namespaces.is_empty() || !self.resources.is_empty()
+    }
+
+    /// Whether the rule's `nonResourceURLs` decide (it lists some, and no
+    /// `namespaces` or `resources`): it then matches non-resource requests only.
+    pub(super) fn looks_at_paths(&self) -> bool {
+        !self.non_resource_urls.is_empty() && !self.looks_at_objects()
+    }
+
     /// `nonResourceURLs` (non-resource requests only); upstream does not look at
     /// it when the rule has `namespaces` or `resources` (validation forbids both).
     fn non_resource_urls_match(&self, request: &RequestAttributes<'_>) -> bool {
-        if self.non_resource_urls.is_empty()
-            || !self.namespaces.is_empty()
-            || !self.resources.is_empty()
-        {
+        if !self.looks_at_paths() {
             return true;
         }
         match &request.target {

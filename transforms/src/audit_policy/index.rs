@@ -61,23 +61,15 @@ impl Candidates {
         };
         let mut candidates = Candidates::default();
         for (index, rule) in rules.iter().enumerate().filter(|(_, rule)| allows(rule)) {
-            if can_match_resource_requests(rule) {
+            // A rule whose `nonResourceURLs` decide never matches a resource request,
+            // one listing namespaces or resources never a non-resource request.
+            if !rule.looks_at_paths() {
                 candidates.resource.push(index);
             }
-            if can_match_non_resource_requests(rule) {
+            if !rule.looks_at_objects() {
                 candidates.non_resource.push(index);
             }
         }
         candidates
     }
-}
-
-/// A rule listing only `nonResourceURLs` (no namespaces, no resources) never matches a resource request.
-fn can_match_resource_requests(rule: &Rule) -> bool {
-    rule.non_resource_urls.is_empty() || !rule.namespaces.is_empty() || !rule.resources.is_empty()
-}
-
-/// A rule listing namespaces or resources never matches a non-resource request.
-fn can_match_non_resource_requests(rule: &Rule) -> bool {
-    rule.namespaces.is_empty() && rule.resources.is_empty()
 }

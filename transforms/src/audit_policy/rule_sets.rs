@@ -210,10 +210,7 @@ impl PathSets {
     fn new<'r>(rules: impl Iterator<Item = (RuleSet, &'r Rule)>) -> PathSets {
         let mut sets = PathSets::default();
         for (bit, rule) in rules {
-            let looks_at_path = !rule.non_resource_urls.is_empty()
-                && rule.namespaces.is_empty()
-                && rule.resources.is_empty();
-            if looks_at_path {
+            if rule.looks_at_paths() {
                 sets.listed.push((bit, rule.non_resource_urls.clone()));
             } else {
                 sets.unlisted |= bit;

@@ -116,10 +116,10 @@ impl<'a> Members<'a> {
     pub fn value_start_of(mut self, name: &str) -> Option<usize> {
         while !self.finished {
             let (key, value_start) = self.key()?;
-            if self.bytes.get(key) == Some(name.as_bytes()) {
+            if self.bytes.get(key.clone()) == Some(name.as_bytes()) {
                 return Some(value_start);
             }
-            self.member()?;
+            self.member_from(key, value_start)?;
         }
         None
     }
@@ -140,8 +140,13 @@ impl<'a> Members<'a> {
     }
 
     fn member(&mut self) -> Option<JsonMember> {
-        let bytes = self.bytes;
         let (key, value_start) = self.key()?;
+        self.member_from(key, value_start)
+    }
+
+    /// The member whose key [`Members::key`] just read: its value walked, the next one found.
+    fn member_from(&mut self, key: Range<usize>, value_start: usize) -> Option<JsonMember> {
+        let bytes = self.bytes;
         let value_end = match self.known.iter().find(|range| range.start == value_start) {
             Some(range) => range.end,
             None => value_end(bytes, value_start)?,

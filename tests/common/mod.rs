@@ -3,13 +3,14 @@
 
 #![allow(dead_code)]
 
-use std::collections::BTreeSet;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+mod free_port;
+pub use free_port::free_port;
 
 /// Runs the binary with `args`, feeding `input` on stdin; returns its output.
 pub fn run_with_stdin(args: &[&str], input: &[u8]) -> Output {
@@ -149,24 +150,6 @@ pub fn generate(args: &[&str]) -> Vec<u8> {
         String::from_utf8_lossy(&output.stderr)
     );
     output.stdout
-}
-
-/// A TCP port free on 127.0.0.1 right now, and not handed out before in this
-/// test process: tests run side by side, and the kernel may offer the same
-/// free port to two of them (or twice to one) before either binds it, which
-/// would send one test's requests to another's pipeline.
-pub fn free_port() -> u16 {
-    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .map(|address| address.port())
-            .expect("a free port");
-        let mut handed_out = HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner);
-        if handed_out.insert(port) {
-            return port;
-        }
-    }
 }
 
 /// A plain HTTP/1.1 GET; returns the status code and body (waits up to 30 s: a loaded machine answers late).

@@ -18,6 +18,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+#[path = "../../../tests/common/free_port.rs"]
+mod free_port;
+pub use free_port::free_port;
+
 /// A sink running in the test's runtime.
 pub struct RunningSink {
     pub input: Option<mpsc::Sender<Vec<Event>>>,
@@ -162,26 +166,6 @@ pub fn unique(prefix: &str) -> String {
         "{prefix}-{nanos}-{}",
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
-}
-
-/// A TCP port free on 127.0.0.1 right now, and not handed out before in this
-/// test process: tests run side by side, and the kernel may offer the same
-/// free port to two of them before either binds it.
-pub fn free_port() -> u16 {
-    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
-        std::sync::Mutex::new(std::collections::BTreeSet::new());
-    loop {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .map(|address| address.port())
-            .expect("a free port");
-        let mut handed_out = HANDED_OUT
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if handed_out.insert(port) {
-            return port;
-        }
-    }
 }
 
 /// A TCP forwarder on `port` to `target`, started now: it closes the first

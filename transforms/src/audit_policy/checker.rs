@@ -413,20 +413,21 @@ pub(super) fn group_matches(
     subresource: &str,
     name: &str,
 ) -> bool {
-    rule.group == group && group_resources_match(rule, resource, subresource, name)
+    rule.group == group && group_resources_match(rule, resource, subresource, || name)
 }
 
-/// [`group_matches`] for an entry already known to be of the request's API group.
-pub(super) fn group_resources_match(
+/// [`group_matches`] for an entry already known to be of the request's API group;
+/// the object's name is asked for only when the entry lists `resourceNames`.
+pub(super) fn group_resources_match<'n>(
     rule: &GroupResources,
     resource: &str,
     subresource: &str,
-    name: &str,
+    name: impl FnOnce() -> &'n str,
 ) -> bool {
     if rule.resources.is_empty() {
         return true;
     }
-    if !list_allows(&rule.resource_names, name) {
+    if !rule.resource_names.is_empty() && !list_allows(&rule.resource_names, name()) {
         return false;
     }
     rule.resources

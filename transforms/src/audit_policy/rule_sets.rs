@@ -196,7 +196,7 @@ impl ResourceSets {
         };
         let resource = object.resource().unwrap_or("");
         let subresource = object.subresource().unwrap_or("");
-        let name = object.name().unwrap_or("");
+        let name = || object.name().unwrap_or("");
         entries
             .iter()
             .filter(|(bit, entry)| {

@@ -5,7 +5,7 @@
 #   scripts/services.sh stop NAME     stop it (by the PID this script recorded)
 #   scripts/services.sh status NAME   say whether it runs and answers
 #
-# Servers: alertmanager (127.0.0.1:9093).
+# Servers: alertmanager (127.0.0.1:9093), kafka (127.0.0.1:9092, SASL on 9094).
 # Each server runs from target/services/NAME/: its data, its log (NAME.log) and its
 # PID file (NAME.pid). To add a server, write NAME_install, NAME_launch (starts it in
 # the background and prints nothing), NAME_ready (succeeds when it answers) and
@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SERVICES="alertmanager"
+SERVICES="alertmanager kafka"
 RUN_ROOT="${AUDITFLOW_SERVICES_DIR:-$PWD/target/services}"
 READY_TIMEOUT_SECONDS=60
 
@@ -52,6 +52,58 @@ alertmanager_launch() {
 }
 
 alertmanager_ready() { curl -fsS -o /dev/null "$(alertmanager_url)/-/ready"; }
+
+# --- kafka -------------------------------------------------------------------------
+# Apache Kafka 4.1 in KRaft mode (one node, broker and controller), from Maven Central:
+# the jars of scripts/services/kafka/pom.xml, run by the JVM (Java 17).
+KAFKA_ADDRESS="127.0.0.1:9092"
+KAFKA_CONFIG="$PWD/scripts/services/kafka"
+# The SCRAM-SHA-256 user the SASL listener (9094) knows; PLAIN knows the same user.
+KAFKA_SASL_USER="auditflow"
+KAFKA_SASL_PASSWORD="auditflow-secret"
+
+kafka_install() {
+  command -v java >/dev/null 2>&1 || { echo "services.sh: installing Java 17 (apt)" >&2; apt_install openjdk-17-jre-headless; }
+  command -v mvn >/dev/null 2>&1 || { echo "services.sh: installing Maven (apt)" >&2; apt_install maven; }
+  local lib="$RUN_ROOT/kafka/lib"
+  [[ -f "$lib/.complete" ]] && return 0
+  echo "services.sh: downloading Apache Kafka 4.1.0 (Maven Central)" >&2
+  mkdir -p "$lib"
+  mvn -q -B -Dstyle.color=never -f "$KAFKA_CONFIG/pom.xml" dependency:copy-dependencies -DoutputDirectory="$lib" >&2
+  touch "$lib/.complete"
+}
+
+kafka_url() { echo "$KAFKA_ADDRESS"; }
+
+kafka_launch() {
+  local dir="$1"
+  mkdir -p "$dir/data"
+  sed "s|@DATA_DIR@|$dir/data|" "$KAFKA_CONFIG/server.properties" >"$dir/server.properties"
+  if [[ ! -f "$dir/data/meta.properties" ]]; then
+    local cluster_id
+    cluster_id="$(java -cp "$dir/lib/*" kafka.tools.StorageTool random-uuid)"
+    java -cp "$dir/lib/*" kafka.tools.StorageTool format --standalone -t "$cluster_id" \
+      -c "$dir/server.properties" \
+      --add-scram "SCRAM-SHA-256=[name=$KAFKA_SASL_USER,password=$KAFKA_SASL_PASSWORD]" \
+      >>"$dir/kafka.log" 2>&1
+  fi
+  touch "$dir/kafka.log"
+  wc -c <"$dir/kafka.log" >"$dir/kafka.log-start"
+  nohup java -Xms256m -Xmx512m -Dlog4j2.configurationFile="$KAFKA_CONFIG/log4j2.properties" \
+    -cp "$dir/lib/*" kafka.Kafka "$dir/server.properties" \
+    >>"$dir/kafka.log" 2>&1 </dev/null &
+  echo $! >"$dir/kafka.pid"
+}
+
+# Ready when the port answers and, for a broker this script started, the log written
+# since that start says the server started (the port opens a few seconds earlier).
+kafka_ready() {
+  (exec 3<>"/dev/tcp/${KAFKA_ADDRESS%:*}/${KAFKA_ADDRESS#*:}") 2>/dev/null || return 1
+  local dir="$RUN_ROOT/kafka" start
+  pid_of kafka >/dev/null || return 0
+  start="$(cat "$dir/kafka.log-start" 2>/dev/null || echo 0)"
+  tail -c "+$((start + 1))" "$dir/kafka.log" | grep -q "Kafka Server started"
+}
 
 # --- generic ------------------------------------------------------------------------
 known() { [[ " $SERVICES " == *" $1 "* ]] || die "unknown server '$1' (known: $SERVICES)"; }

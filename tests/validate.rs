@@ -87,7 +87,7 @@ inputs = ["out"]
         "sinks.out.inputs: input `in.nothing`: `in` has no output `nothing`; its outputs are: in.errors",
         "sinks.c.inputs: the option `inputs` is required",
         "sinks.c.encoding: unknown variant `yaml`",
-        "sinks.d.inputs: input `out`: `out` is a sink, which has no outputs",
+        "sinks.d.inputs: input `out`: `out` is a sink, whose one output is `out.errors` (the events it refused for good)",
     ];
     for line in expected {
         assert!(stderr.contains(line), "missing `{line}` in:\n{stderr}");

@@ -15,8 +15,10 @@
 //!   [`SinkContext`], delivers them, and acknowledges them with
 //!   [`SinkContext::delivered`] or [`SinkContext::failed`].
 //!
-//! Every source and transform also has an `errors` output carrying records
-//! `{"component_id", "error", "input"}` for input it could not process.
+//! Every component also has an `errors` output carrying records
+//! `{"component_id", "error", "input"}` for input it could not process (a
+//! sink: events its destination refused for good, such as a message over the
+//! broker's size limit; see [`SinkContext::refuse`]).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -340,6 +342,7 @@ pub struct SinkContext {
     pub metrics: ComponentMetrics,
     /// The batches to deliver; ends when every upstream has stopped.
     pub input: InputReceiver,
+    errors: OutputPort,
     delivered_events: Counter,
     latency: Summary,
 }
@@ -358,11 +361,46 @@ impl SinkContext {
         SinkContext {
             delivered_events: metrics.sent_events(None),
             latency: metrics.latency(),
+            errors: OutputPort::unconnected(format!("{id}.{ERRORS_OUTPUT}"), &metrics),
             id,
             data_dir,
             metrics,
             input,
         }
+    }
+
+    /// The context with its `errors` output connected to the components reading it.
+    pub(crate) fn with_errors(mut self, errors: OutputPort) -> SinkContext {
+        self.errors = errors;
+        self
+    }
+
+    /// Refuses events for good, each with the reason: each is counted under
+    /// `error_type`, reported `Rejected` to its source (which moves past it:
+    /// sending it again would fail again), and sent as an `errors` record
+    /// (`{"component_id", "error", "input"}`, holding the event's
+    /// acknowledgement handle) to the sink's `errors` output, where a
+    /// dead-letter sink can keep it.
+    pub async fn refuse(&self, refused: Vec<(Event, String)>, error_type: &str) {
+        if refused.is_empty() {
+            return;
+        }
+        self.metrics.error(error_type, refused.len() as u64);
+        let records = refused
+            .into_iter()
+            .map(|(event, reason)| {
+                if let Some(finalizer) = &event.meta.finalizer {
+                    finalizer.fail(BatchStatus::Rejected);
+                }
+                let mut text = Vec::new();
+                let _ = event.write_json(&mut text);
+                let record = error_record(&self.id, &reason, &String::from_utf8_lossy(&text));
+                let mut record_event = Event::new(Payload::Record(Arc::new(record)), self.id.clone());
+                record_event.meta.finalizer = event.meta.finalizer.clone();
+                record_event
+            })
+            .collect();
+        self.errors.send(records).await;
     }
 
     /// Records a successful delivery of `bytes` bytes and acknowledges the events.

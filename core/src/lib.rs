@@ -9,6 +9,7 @@
 //! - [`component`]: the contract every source, transform and sink follows;
 //! - [`topology`]: the graph of tasks and bounded channels that runs a pipeline;
 //! - [`metrics`]: the internal metrics registry rendered on `/metrics`;
+//! - [`template`]: `{{ field }}` and strftime templates over events (topics, index names, keys);
 //! - [`generate`]: deterministic synthetic audit traffic for demos, tests and benchmarks.
 
 pub mod ack;
@@ -19,4 +20,5 @@ pub mod dir_lock;
 pub mod event;
 pub mod generate;
 pub mod metrics;
+pub mod template;
 pub mod topology;

@@ -12,8 +12,7 @@
 //! **Retries.** [`HttpClient::send`] sends one request and retries it on
 //! connection errors, timeouts, 429 and 5xx responses, waiting an exponential
 //! backoff (`request.retry_initial_backoff`, doubled each time up to
-//! `request.retry_max_backoff`, each wait drawn between half and all of it so
-//! that many senders do not retry in step), or what a `Retry-After` header asks
+//! `request.retry_max_backoff`; see [`crate::retry`]), or what a `Retry-After` header asks
 //! (seconds or an HTTP date, at most [`MAX_RETRY_AFTER`]). Any other status is
 //! a rejection: it is not retried. After `request.retry_attempts` retries the
 //! delivery has failed.
@@ -27,15 +26,15 @@ use std::time::{Duration, Instant};
 
 use auditflow_core::ack::BatchStatus;
 use auditflow_core::component::SinkContext;
-use auditflow_core::config::duration::deserialize_duration;
+use auditflow_core::config::duration::{deserialize_duration, deserialize_optional_duration};
 use auditflow_core::config::OptionError;
 use auditflow_core::event::Event;
 use bytes::Bytes;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
+
+use crate::retry::Backoff;
 
 /// The longest wait a `Retry-After` header is honoured for.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
@@ -81,6 +80,32 @@ fn default_max_bytes() -> usize {
 
 fn default_batch_timeout() -> Duration {
     Duration::from_secs(1)
+}
+
+/// `batch.*` as written, for a sink whose defaults are not [`BatchOptions::default`]
+/// (the `kafka` sink lingers milliseconds, not a second): each limit left out takes
+/// the sink's own default ([`BatchTable::or`]).
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchTable {
+    /// `batch.max_events`, if set.
+    pub max_events: Option<usize>,
+    /// `batch.max_bytes`, if set.
+    pub max_bytes: Option<usize>,
+    /// `batch.timeout`, if set.
+    #[serde(default, deserialize_with = "deserialize_optional_duration")]
+    pub timeout: Option<Duration>,
+}
+
+impl BatchTable {
+    /// The limits set, the others taken from `defaults`.
+    pub fn or(self, defaults: BatchOptions) -> BatchOptions {
+        BatchOptions {
+            max_events: self.max_events.unwrap_or(defaults.max_events),
+            max_bytes: self.max_bytes.unwrap_or(defaults.max_bytes),
+            timeout: self.timeout.unwrap_or(defaults.timeout),
+        }
+    }
 }
 
 impl BatchOptions {
@@ -438,7 +463,7 @@ enum Attempt {
 pub struct HttpClient {
     client: reqwest::Client,
     options: RequestOptions,
-    jitter: ChaCha8Rng,
+    backoff: Backoff,
     component_id: String,
 }
 
@@ -449,14 +474,10 @@ impl HttpClient {
             .timeout(options.timeout)
             .connect_timeout(options.timeout)
             .build()?;
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or_default();
         Ok(HttpClient {
             client,
+            backoff: Backoff::new(options.retry_initial_backoff, options.retry_max_backoff),
             options,
-            jitter: ChaCha8Rng::seed_from_u64(seed),
             component_id: component_id.to_string(),
         })
     }
@@ -495,7 +516,7 @@ impl HttpClient {
                             last_error: reason,
                         });
                     }
-                    let wait = wait.unwrap_or_else(|| self.backoff(retries));
+                    let wait = wait.unwrap_or_else(|| self.backoff.wait(retries));
                     context.metrics.error("request_retried", 1);
                     tracing::warn!(component_id = %self.component_id, url = %request.url, "request failed: {reason}; retry {} of {} in {wait:?}", retries + 1, self.options.retry_attempts);
                     tokio::time::sleep(wait).await;
@@ -541,17 +562,6 @@ impl HttpClient {
                 message,
             }
         }
-    }
-
-    /// The wait before retry number `retry` (from 0): exponential, capped, with jitter.
-    fn backoff(&mut self, retry: u32) -> Duration {
-        let factor = 2u32.saturating_pow(retry.min(31));
-        let full = self
-            .options
-            .retry_initial_backoff
-            .saturating_mul(factor)
-            .min(self.options.retry_max_backoff);
-        full.mul_f64(self.jitter.gen_range(0.5..=1.0))
     }
 }
 
@@ -664,30 +674,6 @@ mod tests {
         assert_eq!(batcher.push('c', 4), Some(vec!['b', 'c']));
         assert_eq!(batcher.push('d', 50), Some(vec!['d']));
         assert_eq!(batcher.take(), None);
-    }
-
-    #[test]
-    fn backoff_grows_exponentially_within_its_bounds() {
-        let mut client = HttpClient::new(
-            RequestOptions {
-                retry_initial_backoff: Duration::from_millis(100),
-                retry_max_backoff: Duration::from_millis(1000),
-                ..RequestOptions::default()
-            },
-            "t",
-        )
-        .unwrap();
-        for (retry, full) in [
-            (0, 100),
-            (1, 200),
-            (2, 400),
-            (3, 800),
-            (4, 1000),
-            (40, 1000),
-        ] {
-            let wait = client.backoff(retry).as_millis() as u64;
-            assert!(wait >= full / 2 && wait <= full, "retry {retry}: {wait}ms");
-        }
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! One module per sink `type`; [`register`] adds them all to a catalog.
 //! [`encoding`] is the line encoding shared by the sinks that write lines;
 //! [`http_client`] the batching, retries and acknowledgements shared by the
-//! sinks that send HTTP requests.
+//! sinks that send HTTP requests (its batch settings also serve the `kafka`
+//! sink); [`retry`] the backoff every retrying sink waits.
 
 pub mod alertmanager;
 pub mod blackhole;
@@ -13,7 +14,9 @@ pub mod encoding;
 pub mod file;
 pub mod http;
 pub mod http_client;
+pub mod kafka;
 pub mod local_store;
+pub mod retry;
 
 use auditflow_core::component::{Catalog, ComponentSpec};
 
@@ -24,6 +27,7 @@ pub fn register(catalog: &mut Catalog) {
     catalog.register("console", ComponentSpec::Sink(console::parse));
     catalog.register("file", ComponentSpec::Sink(file::parse));
     catalog.register("http", ComponentSpec::Sink(http::parse));
+    catalog.register(kafka::TYPE_NAME, ComponentSpec::Sink(kafka::parse));
     catalog.register(
         local_store::TYPE_NAME,
         ComponentSpec::Sink(local_store::parse),

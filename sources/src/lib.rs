@@ -9,6 +9,7 @@
 pub mod decode;
 pub mod file;
 pub mod framing;
+pub mod kafka;
 pub mod stdin;
 pub mod webhook;
 
@@ -17,6 +18,7 @@ use auditflow_core::component::{Catalog, ComponentSpec};
 /// Registers every source type.
 pub fn register(catalog: &mut Catalog) {
     catalog.register("file", ComponentSpec::Source(file::parse));
+    catalog.register(kafka::TYPE_NAME, ComponentSpec::Source(kafka::parse));
     catalog.register("stdin", ComponentSpec::Source(stdin::parse));
     catalog.register("webhook", ComponentSpec::Source(webhook::parse));
 }

@@ -1,7 +1,7 @@
 //! Checks of the pipeline graph: ids, inputs, outputs and cycles.
 //!
 //! An input is `ID` (the component's default output) or `ID.OUTPUT` (a named
-//! output, or `errors`). Errors: an id that is not a plain name, the same id
+//! output, or `errors`; a sink has only `errors`, the events it refused for good). Errors: an id that is not a plain name, the same id
 //! used twice, an input naming no component, a sink, or an output the
 //! component does not have, a cycle, and a source nobody reads. Warning: a
 //! transform none of whose outputs is read.
@@ -153,10 +153,13 @@ fn resolve(outputs: &OutputsById<'_>, input: &OutputRef) -> Result<(), String> {
         ));
     };
     if *kind == ComponentKind::Sink {
-        return Err(format!(
-            "`{}` is a sink, which has no outputs",
-            input.component
-        ));
+        return match &input.output {
+            Some(name) if name == ERRORS_OUTPUT => Ok(()),
+            _ => Err(format!(
+                "`{}` is a sink, whose one output is `{}.{ERRORS_OUTPUT}` (the events it refused for good)",
+                input.component, input.component
+            )),
+        };
     }
     // A component whose options have errors: its outputs are unknown, so say nothing more.
     let Some(Outputs { has_default, named }) = known else {

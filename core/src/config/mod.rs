@@ -26,6 +26,7 @@ pub mod duration;
 mod env;
 pub mod graph;
 mod options;
+pub mod tls;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -34,6 +35,7 @@ use std::sync::Arc;
 
 pub use env::interpolate;
 pub use options::{parse_options, OptionError};
+pub use tls::TlsOptions;
 
 use crate::component::{Catalog, ComponentSpec, SinkConfig, SourceConfig, TransformConfig};
 use crate::metrics::ComponentKind;

@@ -155,6 +155,11 @@ impl OutputPort {
         Ok(delivered_somewhere)
     }
 
+    /// A port nobody reads (a sink driven outside a pipeline): what it is sent is discarded.
+    pub(crate) fn unconnected(name: String, metrics: &ComponentMetrics) -> OutputPort {
+        OutputPort::new(name, Vec::new(), metrics, Some(ERRORS_OUTPUT))
+    }
+
     fn discard(&self, batch: Batch) {
         self.discarded.add(batch.len() as u64);
         let mut last = match self.last_drop_warning.lock() {
@@ -480,7 +485,8 @@ fn start_component(
         }
         ComponentConfig::Sink(sink) => {
             let input = wiring.input(&entry.id)?;
-            let sink_context = SinkContext::new(id, data_dir, metrics, input);
+            let errors = wiring.port(&entry.id, Some(ERRORS_OUTPUT));
+            let sink_context = SinkContext::new(id, data_dir, metrics, input).with_errors(errors);
             sink.build(sink_context).with_context(|| context("sink"))
         }
     }

@@ -1,0 +1,441 @@
+//! The `kafka` source's consumer: one thread that polls librdkafka, frames the
+//! messages into batches (one partition each), commits offsets, and hands
+//! partitions over on a rebalance.
+//!
+//! librdkafka runs rebalance callbacks inside `poll`, on the thread that
+//! polls; this thread is that thread, so a revocation can wait there (up to
+//! `drain_timeout`) for the acknowledgements of the revoked partitions'
+//! batches, which the source's acknowledgement task records in the shared
+//! [`OffsetTracker`], and commit their offsets before the partitions go to
+//! another member. While the pipeline is full the thread waits to hand its
+//! next batch over and polls no more (backpressure reaches the broker as
+//! unread messages, never as memory).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use auditflow_clients::kafka::ComponentLog;
+use auditflow_core::metrics::{ComponentMetrics, Counter};
+use bytes::Bytes;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::ClientContext;
+use tokio::sync::mpsc;
+
+use super::offsets::{OffsetTracker, Span, TopicPartition};
+use crate::framing::{DocumentAssembler, Frame, LineFramer};
+
+/// The most messages one poll round gathers.
+const ROUND_MESSAGES: usize = 2000;
+/// The most payload bytes one poll round gathers.
+const ROUND_BYTES: usize = 2 * 1024 * 1024;
+/// How long one poll round waits for more messages once it has some.
+const ROUND_LINGER: Duration = Duration::from_millis(5);
+/// How long a poll waits when nothing comes.
+const IDLE_POLL: Duration = Duration::from_millis(100);
+
+/// What the polling thread and the source's tasks share.
+pub struct Shared {
+    tracker: Mutex<OffsetTracker>,
+    settled: Condvar,
+    /// Set when the source stops reading: polling ends, commits go on.
+    pub stop_polling: AtomicBool,
+    /// Set when every acknowledgement is in: the last commit is made and the consumer closes.
+    pub finished: AtomicBool,
+}
+
+impl Shared {
+    /// Nothing tracked yet.
+    pub fn new() -> Arc<Shared> {
+        Arc::new(Shared {
+            tracker: Mutex::new(OffsetTracker::new()),
+            settled: Condvar::new(),
+            stop_polling: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
+        })
+    }
+
+    /// The tracker, locked.
+    pub fn tracker(&self) -> MutexGuard<'_, OffsetTracker> {
+        match self.tracker.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Records a batch's outcome and wakes a revocation waiting for it.
+    pub fn settle(&self, span: &Span, status: auditflow_core::ack::BatchStatus) {
+        self.tracker().settle(span, status);
+        self.settled.notify_all();
+    }
+}
+
+/// A batch of one partition's messages, framed.
+#[derive(Debug)]
+pub struct Polled {
+    /// Its offsets, as tracked.
+    pub span: Span,
+    /// Its lines and documents.
+    pub frames: Vec<Frame>,
+}
+
+/// The source's own series besides the component metrics.
+#[derive(Clone)]
+pub struct KafkaMetrics {
+    component: ComponentMetrics,
+    messages: Counter,
+    commits: Counter,
+    failed_commits: Counter,
+}
+
+impl KafkaMetrics {
+    /// The series of the source whose component metrics are `component`.
+    pub fn new(component: &ComponentMetrics) -> KafkaMetrics {
+        let registry = component.registry();
+        let labels = component.labels_with(&[]);
+        KafkaMetrics {
+            messages: registry.counter(
+                "auditflow_kafka_consumed_messages_total",
+                "Kafka messages a kafka source read.",
+                &labels,
+            ),
+            commits: registry.counter(
+                "auditflow_kafka_commits_total",
+                "Offset commits a kafka source made.",
+                &labels,
+            ),
+            failed_commits: registry.counter(
+                "auditflow_kafka_failed_commits_total",
+                "Offset commits of a kafka source that failed (tried again).",
+                &labels,
+            ),
+            component: component.clone(),
+        }
+    }
+
+    fn rebalance(&self, event: &str) {
+        self.component
+            .registry()
+            .counter(
+                "auditflow_kafka_rebalances_total",
+                "Partitions assigned to or revoked from a kafka source.",
+                &self.component.labels_with(&[("event", event)]),
+            )
+            .add(1);
+    }
+
+    fn lag(&self, topic: &str, partition: i32, lag: i64) {
+        let partition = partition.to_string();
+        self.component
+            .registry()
+            .gauge(
+                "auditflow_kafka_consumer_lag",
+                "Messages of a partition not yet read by a kafka source (librdkafka's statistics).",
+                &self
+                    .component
+                    .labels_with(&[("topic", topic), ("partition", &partition)]),
+            )
+            .set(lag);
+    }
+}
+
+/// The consumer's context: logs, statistics and rebalances.
+pub struct SourceClient {
+    log: ComponentLog,
+    shared: Arc<Shared>,
+    drain_timeout: Duration,
+    metrics: KafkaMetrics,
+}
+
+impl SourceClient {
+    /// The context of the source's consumer.
+    pub fn new(
+        log: ComponentLog,
+        shared: Arc<Shared>,
+        drain_timeout: Duration,
+        metrics: KafkaMetrics,
+    ) -> SourceClient {
+        SourceClient {
+            log,
+            shared,
+            drain_timeout,
+            metrics,
+        }
+    }
+
+    /// Waits for the revoked partitions' batches, then commits their offsets.
+    fn hand_over(&self, consumer: &BaseConsumer<SourceClient>, revoked: &TopicPartitionList) {
+        let partitions: Vec<TopicPartition> = revoked
+            .elements()
+            .iter()
+            .map(|element| (Arc::from(element.topic()), element.partition()))
+            .collect();
+        let deadline = Instant::now() + self.drain_timeout;
+        let mut tracker = self.shared.tracker();
+        let open = |tracker: &OffsetTracker| {
+            partitions
+                .iter()
+                .map(|p| tracker.open_batches(p))
+                .sum::<usize>()
+        };
+        while open(&tracker) > 0 && !self.shared.finished.load(Ordering::Acquire) {
+            let now = Instant::now();
+            if now >= deadline {
+                tracing::warn!(component_id = %self.log.component_id(), "{} batches of the revoked partitions were not acknowledged within drain_timeout; their offsets are not committed, so the next owner reads them again", open(&tracker));
+                break;
+            }
+            tracker = match self.shared.settled.wait_timeout(tracker, deadline - now) {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+        let offsets: Vec<(TopicPartition, i64)> = partitions
+            .iter()
+            .filter_map(|p| Some((p.clone(), tracker.revoke(p)?)))
+            .collect();
+        drop(tracker);
+        commit(consumer, &offsets, CommitMode::Sync, &self.metrics, &self.log);
+    }
+}
+
+impl ClientContext for SourceClient {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        self.log.log(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.log.error(error, reason);
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        for (name, topic) in &statistics.topics {
+            for (partition, stats) in &topic.partitions {
+                if *partition >= 0 && stats.consumer_lag >= 0 {
+                    self.metrics.lag(name, *partition, stats.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for SourceClient {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<SourceClient>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(revoked) => {
+                self.metrics.rebalance("revoke");
+                tracing::info!(component_id = %self.log.component_id(), "partitions revoked: {}", describe(revoked));
+                self.hand_over(consumer, revoked);
+            }
+            Rebalance::Assign(assigned) => {
+                self.metrics.rebalance("assign");
+                let mut tracker = self.shared.tracker();
+                for element in assigned.elements() {
+                    tracker.assign((Arc::from(element.topic()), element.partition()));
+                }
+                drop(tracker);
+                tracing::info!(component_id = %self.log.component_id(), "partitions assigned: {}", describe(assigned));
+            }
+            Rebalance::Error(error) => {
+                tracing::warn!(component_id = %self.log.component_id(), "rebalance failed: {error}")
+            }
+        }
+    }
+}
+
+fn describe(list: &TopicPartitionList) -> String {
+    let names: Vec<String> = list
+        .elements()
+        .iter()
+        .map(|e| format!("{}[{}]", e.topic(), e.partition()))
+        .collect();
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Commits offsets (the next offset to read of each partition); a failed commit is tried again later.
+fn commit(
+    consumer: &BaseConsumer<SourceClient>,
+    offsets: &[(TopicPartition, i64)],
+    mode: CommitMode,
+    metrics: &KafkaMetrics,
+    log: &ComponentLog,
+) -> bool {
+    if offsets.is_empty() {
+        return true;
+    }
+    let mut list = TopicPartitionList::new();
+    for ((topic, partition), offset) in offsets {
+        if let Err(error) = list.add_partition_offset(topic, *partition, Offset::Offset(*offset)) {
+            tracing::warn!(component_id = %log.component_id(), "cannot commit {topic}[{partition}] at {offset}: {error}");
+        }
+    }
+    match consumer.commit(&list, mode) {
+        Ok(()) => {
+            metrics.commits.add(1);
+            true
+        }
+        Err(error) => {
+            metrics.failed_commits.add(1);
+            tracing::warn!(component_id = %log.component_id(), "committing offsets failed: {error}; tried again at the next commit");
+            false
+        }
+    }
+}
+
+/// What the polling thread needs besides the consumer.
+pub struct PollLoop {
+    /// The consumer, subscribed.
+    pub consumer: BaseConsumer<SourceClient>,
+    /// Shared with the source's tasks.
+    pub shared: Arc<Shared>,
+    /// Where framed batches go.
+    pub batches: mpsc::Sender<Polled>,
+    /// The longest message accepted.
+    pub max_message_bytes: usize,
+    /// How often acknowledged offsets are committed.
+    pub commit_interval: Duration,
+    /// The source's metrics.
+    pub metrics: KafkaMetrics,
+    /// The source's log.
+    pub log: ComponentLog,
+}
+
+impl PollLoop {
+    /// Polls until told to stop, then commits until every acknowledgement is in, and closes.
+    pub fn run(self) {
+        let mut last_commit = Instant::now();
+        while !self.shared.stop_polling.load(Ordering::Acquire) {
+            self.seek_rewinds();
+            if last_commit.elapsed() >= self.commit_interval {
+                self.commit_acknowledged(CommitMode::Async);
+                last_commit = Instant::now();
+            }
+            if !self.poll_round() {
+                break;
+            }
+        }
+        while !self.shared.finished.load(Ordering::Acquire) {
+            self.commit_acknowledged(CommitMode::Async);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.commit_acknowledged(CommitMode::Sync);
+        tracing::info!(component_id = %self.log.component_id(), "kafka consumer closing");
+    }
+
+    fn commit_acknowledged(&self, mode: CommitMode) {
+        let offsets = self.shared.tracker().take_commits();
+        if !commit(&self.consumer, &offsets, mode, &self.metrics, &self.log) {
+            let mut tracker = self.shared.tracker();
+            for (partition, offset) in &offsets {
+                tracker.retry_commit(partition, *offset);
+            }
+        }
+    }
+
+    fn seek_rewinds(&self) {
+        let rewinds = self.shared.tracker().take_rewinds();
+        for ((topic, partition), offset) in rewinds {
+            tracing::warn!(component_id = %self.log.component_id(), "a batch of {topic}[{partition}] was not delivered; reading again from offset {offset}");
+            if let Err(error) =
+                self.consumer
+                    .seek(&topic, partition, Offset::Offset(offset), Duration::from_secs(10))
+            {
+                tracing::error!(component_id = %self.log.component_id(), "cannot seek {topic}[{partition}] back to {offset}: {error}; its events after the last commit are read again after the next rebalance or restart");
+            }
+        }
+    }
+
+    /// One round: poll what comes within a few milliseconds, hand it over by
+    /// partition. `false` when the source's task is gone.
+    fn poll_round(&self) -> bool {
+        let mut round: BTreeMap<TopicPartition, Gathered> = BTreeMap::new();
+        let (mut messages, mut bytes) = (0usize, 0usize);
+        let mut deadline: Option<Instant> = None;
+        while messages < ROUND_MESSAGES && bytes < ROUND_BYTES {
+            let wait = match deadline {
+                Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+                None => IDLE_POLL,
+            };
+            let Some(polled) = self.consumer.poll(wait) else {
+                break;
+            };
+            let message = match polled {
+                Ok(message) => message,
+                Err(error) => {
+                    tracing::warn!(component_id = %self.log.component_id(), "reading from Kafka failed: {error}");
+                    break;
+                }
+            };
+            deadline.get_or_insert_with(|| Instant::now() + ROUND_LINGER);
+            messages += 1;
+            self.metrics.messages.add(1);
+            let payload = message.payload().unwrap_or_default();
+            bytes += payload.len();
+            self.metrics.component.received_bytes.add(payload.len() as u64);
+            let key = (Arc::from(message.topic()), message.partition());
+            round
+                .entry(key)
+                .or_insert_with(|| Gathered::new(message.offset(), self.max_message_bytes))
+                .add(message.offset(), payload);
+        }
+        for (partition, gathered) in round {
+            let span = self
+                .shared
+                .tracker()
+                .open(partition, gathered.first, gathered.last);
+            if self
+                .batches
+                .blocking_send(Polled {
+                    span,
+                    frames: gathered.frames,
+                })
+                .is_err()
+            {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// One partition's messages of a round.
+struct Gathered {
+    first: i64,
+    last: i64,
+    frames: Vec<Frame>,
+    max_message_bytes: usize,
+}
+
+impl Gathered {
+    fn new(first: i64, max_message_bytes: usize) -> Gathered {
+        Gathered {
+            first,
+            last: first,
+            frames: Vec::new(),
+            max_message_bytes,
+        }
+    }
+
+    /// Frames one message: NDJSON lines, or JSON documents (an EventList, pretty or not).
+    fn add(&mut self, offset: i64, payload: &[u8]) {
+        self.last = offset;
+        let mut framer = LineFramer::new(self.max_message_bytes);
+        let mut assembler = DocumentAssembler::new(self.max_message_bytes);
+        let mut lines = Vec::new();
+        framer.push_shared(Bytes::copy_from_slice(payload), &mut lines);
+        lines.extend(framer.finish());
+        for line in lines {
+            self.frames.extend(assembler.push_line(line));
+        }
+        self.frames.extend(assembler.finish());
+    }
+}

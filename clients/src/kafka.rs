@@ -265,8 +265,14 @@ mod tests {
         );
         let config = connection.expect("valid").client_config("in");
         assert_eq!(config.get("ssl.ca.location"), Some("/ca.pem"));
-        assert_eq!(config.get("enable.ssl.certificate.verification"), Some("false"));
-        assert_eq!(config.get("ssl.endpoint.identification.algorithm"), Some("none"));
+        assert_eq!(
+            config.get("enable.ssl.certificate.verification"),
+            Some("false")
+        );
+        assert_eq!(
+            config.get("ssl.endpoint.identification.algorithm"),
+            Some("none")
+        );
         assert_eq!(config.get("socket.keepalive.enable"), Some("true"));
     }
 
@@ -287,9 +293,16 @@ mod tests {
             ],
             "{errors:?}"
         );
-        let (connection, _) = split("sasl = { mechanism = \"GSSAPI\", username = \"u\", password = \"p\" }");
+        let (connection, _) =
+            split("sasl = { mechanism = \"GSSAPI\", username = \"u\", password = \"p\" }");
         let errors = connection.expect_err("invalid options");
-        assert!(errors.iter().any(|e| e.field == "sasl.mechanism"), "{errors:?}");
-        assert!(errors.iter().any(|e| e.field == "bootstrap_servers"), "{errors:?}");
+        assert!(
+            errors.iter().any(|e| e.field == "sasl.mechanism"),
+            "{errors:?}"
+        );
+        assert!(
+            errors.iter().any(|e| e.field == "bootstrap_servers"),
+            "{errors:?}"
+        );
     }
 }

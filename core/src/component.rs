@@ -395,7 +395,8 @@ impl SinkContext {
                 let mut text = Vec::new();
                 let _ = event.write_json(&mut text);
                 let record = error_record(&self.id, &reason, &String::from_utf8_lossy(&text));
-                let mut record_event = Event::new(Payload::Record(Arc::new(record)), self.id.clone());
+                let mut record_event =
+                    Event::new(Payload::Record(Arc::new(record)), self.id.clone());
                 record_event.meta.finalizer = event.meta.finalizer.clone();
                 record_event
             })

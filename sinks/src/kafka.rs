@@ -205,7 +205,10 @@ pub fn parse(options: &toml::Table) -> Result<Box<dyn SinkConfig>, Vec<OptionErr
         errors.push(OptionError::new("message_timeout", "must be at least 1ms"));
     }
     if own.max_in_flight_events == 0 {
-        errors.push(OptionError::new("max_in_flight_events", "must be at least 1"));
+        errors.push(OptionError::new(
+            "max_in_flight_events",
+            "must be at least 1",
+        ));
     }
     if !(1000..=1_000_000_000).contains(&own.max_message_bytes) {
         errors.push(OptionError::new(
@@ -257,7 +260,10 @@ impl KafkaSinkConfig {
             .set("linger.ms", self.batch.timeout.as_millis().to_string())
             .set("batch.num.messages", self.batch.max_events.to_string())
             .set("batch.size", self.batch.max_bytes.to_string())
-            .set("message.timeout.ms", options.message_timeout.as_millis().to_string())
+            .set(
+                "message.timeout.ms",
+                options.message_timeout.as_millis().to_string(),
+            )
             .set("message.max.bytes", options.max_message_bytes.to_string())
             .set(
                 "queue.buffering.max.messages",
@@ -440,7 +446,9 @@ impl KafkaSink {
         let refusal = match self.producer.send_result(record) {
             Ok(delivery) => return Ok(awaiting(delivery, event, size, attempt + 1)),
             Err((error, _)) => match error.rdkafka_error_code() {
-                Some(RDKafkaErrorCode::QueueFull) => return Err(Refusal::QueueFull(event, attempt)),
+                Some(RDKafkaErrorCode::QueueFull) => {
+                    return Err(Refusal::QueueFull(event, attempt))
+                }
                 Some(RDKafkaErrorCode::MessageSizeTooLarge) => {
                     too_large(size, self.options.max_message_bytes)
                 }
@@ -491,22 +499,26 @@ impl Delivered {
 
     fn acknowledge(&mut self, context: &SinkContext) {
         if !self.events.is_empty() {
-            context.delivered(std::mem::take(&mut self.events), std::mem::take(&mut self.bytes));
+            context.delivered(
+                std::mem::take(&mut self.events),
+                std::mem::take(&mut self.bytes),
+            );
         }
     }
 }
 
 /// Waits for a delivery report.
-fn awaiting(delivery: DeliveryFuture, event: Event, size: usize, attempt: u32) -> BoxFuture<'static, Outcome> {
+fn awaiting(
+    delivery: DeliveryFuture,
+    event: Event,
+    size: usize,
+    attempt: u32,
+) -> BoxFuture<'static, Outcome> {
     Box::pin(async move {
         match delivery.await {
             Ok(Ok(_)) => Outcome::Delivered(event, size),
             Ok(Err((error, _message))) => Outcome::Failed(event, error, attempt),
-            Err(_canceled) => Outcome::Failed(
-                event,
-                KafkaError::Canceled,
-                attempt,
-            ),
+            Err(_canceled) => Outcome::Failed(event, KafkaError::Canceled, attempt),
         }
     })
 }

@@ -46,7 +46,14 @@ mod tests {
     #[test]
     fn waits_grow_exponentially_within_their_bounds() {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(1000));
-        for (retry, full) in [(0, 100), (1, 200), (2, 400), (3, 800), (4, 1000), (40, 1000)] {
+        for (retry, full) in [
+            (0, 100),
+            (1, 200),
+            (2, 400),
+            (3, 800),
+            (4, 1000),
+            (40, 1000),
+        ] {
             let wait = backoff.wait(retry).as_millis() as u64;
             assert!(wait >= full / 2 && wait <= full, "retry {retry}: {wait}ms");
         }

@@ -48,7 +48,10 @@ pub struct Template {
 enum Part {
     Literal(String),
     Time(Vec<Item<'static>>),
-    Field { path: FieldPath, default: Option<String> },
+    Field {
+        path: FieldPath,
+        default: Option<String>,
+    },
 }
 
 /// Where a placeholder's value is read from.
@@ -161,7 +164,10 @@ impl Template {
             push_text(&mut parts, &rest[..open])?;
             let after = &rest[open + 2..];
             let close = after.find("}}").ok_or_else(|| {
-                format!("`{{{{` at byte {} is not closed by `}}}}`", text.len() - rest.len() + open)
+                format!(
+                    "`{{{{` at byte {} is not closed by `}}}}`",
+                    text.len() - rest.len() + open
+                )
             })?;
             parts.push(parse_field(after[..close].trim())?);
             rest = &after[close + 2..];

@@ -24,12 +24,21 @@ fn header_fields_render_from_the_typed_header() {
         ("audit-production".into(), 0)
     );
     assert_eq!(
-        render("{{verb}}.{{ objectRef.resource }}.{{ responseStatus.code }}", &event),
+        render(
+            "{{verb}}.{{ objectRef.resource }}.{{ responseStatus.code }}",
+            &event
+        ),
         ("delete.configmaps.200".into(), 0)
     );
     assert_eq!(
-        render("{{ user.username }} {{ sourceIPs }} {{ stage }} {{ auditID }} {{ level }}", &event),
-        ("alice@example.com 10.0.0.7 ResponseComplete a-1 RequestResponse".into(), 0)
+        render(
+            "{{ user.username }} {{ sourceIPs }} {{ stage }} {{ auditID }} {{ level }}",
+            &event
+        ),
+        (
+            "alice@example.com 10.0.0.7 ResponseComplete a-1 RequestResponse".into(),
+            0
+        )
     );
     assert_eq!(
         render("{{ annotations.authorization.k8s.io/decision }}", &event),
@@ -41,7 +50,10 @@ fn header_fields_render_from_the_typed_header() {
 fn other_paths_are_read_from_the_event_text() {
     let event = audit(DELETE);
     assert_eq!(
-        render("{{ requestObject.propagationPolicy }}/{{ user.groups.0 }}", &event),
+        render(
+            "{{ requestObject.propagationPolicy }}/{{ user.groups.0 }}",
+            &event
+        ),
         ("Background/dev".into(), 0)
     );
 }
@@ -62,12 +74,18 @@ fn a_missing_field_renders_its_default_or_the_fallback_and_is_counted() {
         r#"{"auditID":"b","stage":"ResponseComplete","verb":"list","requestURI":"/api/v1/nodes","objectRef":{"resource":"nodes"}}"#,
     );
     assert_eq!(
-        render("audit-{{ objectRef.namespace | default(\"cluster\") }}", &event),
+        render(
+            "audit-{{ objectRef.namespace | default(\"cluster\") }}",
+            &event
+        ),
         ("audit-cluster".into(), 1)
     );
     assert_eq!(
         render("{{ objectRef.name }}-{{ requestObject.spec }}", &event),
-        (format!("{MISSING_FIELD_FALLBACK}-{MISSING_FIELD_FALLBACK}"), 2)
+        (
+            format!("{MISSING_FIELD_FALLBACK}-{MISSING_FIELD_FALLBACK}"),
+            2
+        )
     );
 }
 
@@ -87,7 +105,10 @@ fn alerts_render_their_fields_and_time() {
     };
     let event = Event::new(Payload::Alert(Arc::new(alert)), "detect".into());
     assert_eq!(
-        render("alerts-{{ priority }}-{{ output_fields.ka.target.namespace }}-%H", &event),
+        render(
+            "alerts-{{ priority }}-{{ output_fields.ka.target.namespace }}-%H",
+            &event
+        ),
         ("alerts-Warning-kube-system-02".into(), 0)
     );
 }
@@ -97,7 +118,9 @@ fn a_constant_template_is_known_as_one() {
     let template = Template::parse("kubernetes-audit").unwrap();
     assert_eq!(template.as_constant(), Some("kubernetes-audit"));
     assert!(Template::parse("a-%Y").unwrap().as_constant().is_none());
-    let fields = Template::parse("{{ verb }}-{{ requestObject.kind }}").unwrap().fields();
+    let fields = Template::parse("{{ verb }}-{{ requestObject.kind }}")
+        .unwrap()
+        .fields();
     assert_eq!(fields, vec!["verb", "requestObject.kind"]);
 }
 

@@ -31,15 +31,23 @@ fn the_key_is_the_object_identity_by_default() {
     key.clear();
     assert!(write_key(&cluster_scoped, KeyField::Object, &mut key));
     assert_eq!(key, "/nodes/node-1");
-    let non_resource = audit(r#"{"auditID":"c","stage":"ResponseComplete","verb":"get","requestURI":"/healthz"}"#);
-    assert!(!write_key(&non_resource, KeyField::Object, &mut String::new()));
+    let non_resource =
+        audit(r#"{"auditID":"c","stage":"ResponseComplete","verb":"get","requestURI":"/healthz"}"#);
+    assert!(!write_key(
+        &non_resource,
+        KeyField::Object,
+        &mut String::new()
+    ));
 }
 
 #[test]
 fn rendered_topics_are_made_valid_topic_names() {
     for (rendered, topic) in [
         ("audit-production", "audit-production"),
-        ("audit-system:serviceaccount:a", "audit-system_serviceaccount_a"),
+        (
+            "audit-system:serviceaccount:a",
+            "audit-system_serviceaccount_a",
+        ),
         ("", "_"),
         ("audit-é", "audit-_"),
     ] {
@@ -72,7 +80,10 @@ fn permanent_failures_are_told_from_passing_ones() {
 
 #[test]
 fn options_are_checked_and_named() {
-    assert!(parse_text("bootstrap_servers = \"127.0.0.1:9092\"\ntopic = \"audit-{{ objectRef.namespace }}\"").is_ok());
+    assert!(parse_text(
+        "bootstrap_servers = \"127.0.0.1:9092\"\ntopic = \"audit-{{ objectRef.namespace }}\""
+    )
+    .is_ok());
     let errors = parse_text(
         "topic = \"audit-{{ verb\"\ncompression = \"brotli\"\nkey_field = \"user\"\nbatch = { max_events = 0 }\nmax_in_flight_events = 0\ncolour = 1",
     )
@@ -90,17 +101,21 @@ fn options_are_checked_and_named() {
     let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
     assert_eq!(
         fields,
-        vec!["topic", "batch.max_events", "max_in_flight_events", "max_message_bytes"],
+        vec![
+            "topic",
+            "batch.max_events",
+            "max_in_flight_events",
+            "max_message_bytes"
+        ],
         "{errors:?}"
     );
 }
 
 #[test]
 fn the_batch_defaults_are_the_sinks_own() {
-    let table: BatchTable = auditflow_core::config::parse_options(
-        &"max_bytes = 2048".parse().expect("TOML"),
-    )
-    .expect("valid");
+    let table: BatchTable =
+        auditflow_core::config::parse_options(&"max_bytes = 2048".parse().expect("TOML"))
+            .expect("valid");
     let batch = table.or(DEFAULT_BATCH);
     assert_eq!(batch.max_bytes, 2048);
     assert_eq!(batch.max_events, DEFAULT_BATCH.max_events);

@@ -200,7 +200,13 @@ impl SourceClient {
             .filter_map(|p| Some((p.clone(), tracker.revoke(p)?)))
             .collect();
         drop(tracker);
-        commit(consumer, &offsets, CommitMode::Sync, &self.metrics, &self.log);
+        commit(
+            consumer,
+            &offsets,
+            CommitMode::Sync,
+            &self.metrics,
+            &self.log,
+        );
     }
 }
 
@@ -345,10 +351,12 @@ impl PollLoop {
         let rewinds = self.shared.tracker().take_rewinds();
         for ((topic, partition), offset) in rewinds {
             tracing::warn!(component_id = %self.log.component_id(), "a batch of {topic}[{partition}] was not delivered; reading again from offset {offset}");
-            if let Err(error) =
-                self.consumer
-                    .seek(&topic, partition, Offset::Offset(offset), Duration::from_secs(10))
-            {
+            if let Err(error) = self.consumer.seek(
+                &topic,
+                partition,
+                Offset::Offset(offset),
+                Duration::from_secs(10),
+            ) {
                 tracing::error!(component_id = %self.log.component_id(), "cannot seek {topic}[{partition}] back to {offset}: {error}; its events after the last commit are read again after the next rebalance or restart");
             }
         }
@@ -380,7 +388,10 @@ impl PollLoop {
             self.metrics.messages.add(1);
             let payload = message.payload().unwrap_or_default();
             bytes += payload.len();
-            self.metrics.component.received_bytes.add(payload.len() as u64);
+            self.metrics
+                .component
+                .received_bytes
+                .add(payload.len() as u64);
             let key = (Arc::from(message.topic()), message.partition());
             round
                 .entry(key)

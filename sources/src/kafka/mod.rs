@@ -162,10 +162,16 @@ pub fn parse(options: &toml::Table) -> Result<Box<dyn SourceConfig>, Vec<OptionE
         errors.push(OptionError::new("group_id", "must not be empty"));
     }
     if own.max_message_bytes == 0 {
-        errors.push(OptionError::new("max_message_bytes", "must be greater than 0"));
+        errors.push(OptionError::new(
+            "max_message_bytes",
+            "must be greater than 0",
+        ));
     }
     if own.commit_interval.is_zero() {
-        errors.push(OptionError::new("commit_interval", "must be longer than 0s"));
+        errors.push(OptionError::new(
+            "commit_interval",
+            "must be longer than 0s",
+        ));
     }
     if errors.is_empty() {
         Ok(Box::new(KafkaSourceConfig {
@@ -244,7 +250,9 @@ impl KafkaSourceConfig {
         );
         let consumer: BaseConsumer<SourceClient> =
             config.create_with_context(client).map_err(|error| {
-                anyhow::anyhow!("cannot create the Kafka consumer: {error}; check the source's options")
+                anyhow::anyhow!(
+                    "cannot create the Kafka consumer: {error}; check the source's options"
+                )
             })?;
         let topics: Vec<&str> = self.options.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics).map_err(|error| {
@@ -313,7 +321,8 @@ async fn read(
     Ok(())
 }
 
-type Acknowledgement = futures::future::BoxFuture<'static, (Span, auditflow_core::ack::BatchStatus)>;
+type Acknowledgement =
+    futures::future::BoxFuture<'static, (Span, auditflow_core::ack::BatchStatus)>;
 
 /// Sends one decoded batch; its acknowledgement to wait for, `Some(None)` when
 /// it was read before a rewind or a revocation (dropped unsent), `None` when

@@ -138,7 +138,10 @@ impl OffsetTracker {
         let Some(state) = self.partitions.get_mut(&span.partition) else {
             return false;
         };
-        if let Ok(index) = state.entries.binary_search_by_key(&span.seq, |entry| entry.seq) {
+        if let Ok(index) = state
+            .entries
+            .binary_search_by_key(&span.seq, |entry| entry.seq)
+        {
             if let Some(entry) = state.entries.get_mut(index) {
                 entry.done = true;
             }
@@ -238,7 +241,10 @@ mod tests {
         tracker.settle(&c, BatchStatus::Errored);
         assert_eq!(tracker.take_rewinds(), vec![(p(0), 10)]);
         assert!(!tracker.is_current(&b));
-        assert!(!tracker.settle(&b, BatchStatus::Delivered), "read before the rewind");
+        assert!(
+            !tracker.settle(&b, BatchStatus::Delivered),
+            "read before the rewind"
+        );
         assert_eq!(tracker.take_commits(), vec![(p(0), 10)]);
         let again = tracker.open(p(0), 10, 29);
         tracker.settle(&again, BatchStatus::Delivered);
@@ -255,7 +261,10 @@ mod tests {
         assert_eq!(tracker.revoke(&p(0)), Some(10));
         assert!(!tracker.settle(&b, BatchStatus::Delivered));
         tracker.assign(p(0));
-        assert!(!tracker.is_current(&b), "a new assignment is a new generation");
+        assert!(
+            !tracker.is_current(&b),
+            "a new assignment is a new generation"
+        );
         assert_eq!(tracker.take_commits(), vec![]);
     }
 

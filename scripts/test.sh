@@ -29,13 +29,14 @@ stop_started_servers() {
   for server in "${started_servers[@]}"; do scripts/services.sh stop "$server" || true; done
 }
 trap stop_started_servers EXIT
-for server in alertmanager; do
+for server in alertmanager kafka; do
   if ! scripts/services.sh status "$server" >/dev/null 2>&1; then
     scripts/services.sh start "$server"
     started_servers+=("$server")
   fi
 done
 export AUDITFLOW_TEST_ALERTMANAGER="${AUDITFLOW_TEST_ALERTMANAGER:-http://127.0.0.1:9093}"
+export AUDITFLOW_TEST_KAFKA="${AUDITFLOW_TEST_KAFKA:-127.0.0.1:9092}"
 
 log "tests (cargo test)"
 cargo test --all --locked -- --test-threads 2

@@ -10,6 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod free_port;
+pub mod kafka;
 pub use free_port::free_port;
 
 /// Runs the binary with `args`, feeding `input` on stdin; returns its output.

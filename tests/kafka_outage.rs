@@ -1,0 +1,168 @@
+//! The Kafka broker stopped for 20 seconds in the middle of a stream, and
+//! started again: the sidecar (file → kafka) and the aggregator (kafka → file)
+//! both ride it out, resume by themselves, lose nothing, and hold their memory
+//! bounded meanwhile.
+//!
+//! It stops and starts the broker that `scripts/services.sh` runs, so it is a
+//! test binary of its own: cargo runs test binaries one after another, so no
+//! other Kafka test runs while the broker is down.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::kafka::{bootstrap, create_topic, unique_topic};
+use common::{binary, free_port, generate, http_get, metric, peak_rss_kib, repository_dir, wait_for, Workspace};
+
+/// Runs `scripts/services.sh ACTION kafka`.
+fn services(action: &str) {
+    let status = Command::new("scripts/services.sh")
+        .args([action, "kafka"])
+        .current_dir(repository_dir())
+        .status()
+        .expect("run scripts/services.sh");
+    assert!(status.success(), "scripts/services.sh {action} kafka failed");
+}
+
+/// Starts the broker again if the test stops before it does.
+struct RestartOnDrop(bool);
+
+impl Drop for RestartOnDrop {
+    fn drop(&mut self) {
+        if self.0 {
+            services("start");
+        }
+    }
+}
+
+fn spawn(workspace: &Workspace, name: &str, config: &std::path::Path) -> std::process::Child {
+    let log = std::fs::File::create(workspace.path(&format!("{name}.log"))).expect("log file");
+    Command::new(binary())
+        .args(["run", "--config"])
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start auditflow")
+}
+
+fn complete_lines(path: &std::path::Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let complete = text.rfind('\n').map_or(0, |end| end + 1);
+    text[..complete].lines().map(str::to_string).collect()
+}
+
+#[test]
+fn the_broker_stopped_for_20_seconds_mid_stream_loses_nothing_on_either_side() {
+    let workspace = Workspace::new();
+    let topic = unique_topic("outage");
+    create_topic(&topic, 2);
+    let (sidecar_port, aggregator_port) = (free_port(), free_port());
+    let sidecar = workspace.config(&format!(
+        r#"data_dir = "{{dir}}/sidecar"
+[api]
+address = "127.0.0.1:{sidecar_port}"
+[sources.apiserver]
+type = "file"
+include = ["{{dir}}/audit.log"]
+[sinks.kafka]
+type = "kafka"
+inputs = ["apiserver"]
+bootstrap_servers = "{bootstrap}"
+topic = "{topic}"
+max_in_flight_events = 2000
+"#,
+        bootstrap = bootstrap()
+    ));
+    let aggregator = workspace.path("aggregator.toml");
+    std::fs::write(
+        &aggregator,
+        format!(
+            r#"data_dir = "{dir}/aggregator"
+[api]
+address = "127.0.0.1:{aggregator_port}"
+[sources.kafka]
+type = "kafka"
+bootstrap_servers = "{bootstrap}"
+topics = ["{topic}"]
+group_id = "outage"
+[sinks.out]
+type = "file"
+inputs = ["kafka"]
+path = "{dir}/out.ndjson"
+"#,
+            dir = workspace.dir.path().display(),
+            bootstrap = bootstrap()
+        ),
+    )
+    .expect("write the aggregator's configuration");
+
+    // 50,000 events written to the audit log over about 25 seconds, in steps.
+    let input = generate(&["--count", "50000", "--seed", "21"]);
+    let lines: Vec<&[u8]> = input.split_inclusive(|&b| b == b'\n').collect();
+    let log_path = workspace.path("audit.log");
+    std::fs::write(&log_path, b"").expect("create the audit log");
+    let mut sidecar_process = spawn(&workspace, "sidecar", &sidecar);
+    let mut aggregator_process = spawn(&workspace, "aggregator", &aggregator);
+    let writer = {
+        let chunks: Vec<Vec<u8>> = lines.chunks(1000).map(|chunk| chunk.concat()).collect();
+        let log_path = log_path.clone();
+        std::thread::spawn(move || {
+            let mut log = std::fs::OpenOptions::new().append(true).open(log_path).expect("open the audit log");
+            for chunk in chunks {
+                log.write_all(&chunk).expect("append to the audit log");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        })
+    };
+    let delivered = |port: u16, id: &str| {
+        let metrics = http_get(port, "/metrics").map(|(_, b)| b).unwrap_or_default();
+        metric(&metrics, "auditflow_component_sent_events_total", &[("component_id", id), ("output", "_default")])
+            .unwrap_or_default()
+    };
+    wait_for(Duration::from_secs(60), "the stream to flow through Kafka", || delivered(aggregator_port, "out") >= 5000.0);
+
+    let mut restart = RestartOnDrop(true);
+    services("stop");
+    let stopped_at = Instant::now();
+    let during = delivered(sidecar_port, "kafka");
+    std::thread::sleep(Duration::from_secs(20));
+    let sidecar_rss = peak_rss_kib(sidecar_process.id());
+    services("start");
+    restart.0 = false;
+    eprintln!(
+        "broker down for {:?}; the sidecar had delivered {during} events when it stopped",
+        stopped_at.elapsed()
+    );
+
+    writer.join().expect("the writer thread");
+    let input: Vec<String> = String::from_utf8_lossy(&input).lines().map(str::to_string).collect();
+    let out = workspace.path("out.ndjson");
+    wait_for(Duration::from_secs(180), "every event after the outage", || {
+        let seen: std::collections::HashSet<String> = complete_lines(&out).into_iter().collect();
+        input.iter().all(|line| seen.contains(line))
+    });
+    let aggregator_rss = peak_rss_kib(aggregator_process.id());
+    let sidecar_rss_after = peak_rss_kib(sidecar_process.id());
+    for process in [&mut sidecar_process, &mut aggregator_process] {
+        common::terminate(process);
+        let status = common::wait_exit(process, Duration::from_secs(60));
+        assert!(status.success());
+    }
+    let output = complete_lines(&out);
+    let duplicates = output.len() - input.len();
+    eprintln!(
+        "every one of {} events arrived ({duplicates} twice); peak RSS: sidecar {:?} KiB during the outage, {:?} KiB in all; aggregator {:?} KiB",
+        input.len(),
+        sidecar_rss,
+        sidecar_rss_after,
+        aggregator_rss
+    );
+    for rss in [sidecar_rss_after, aggregator_rss] {
+        let rss = rss.expect("the process's peak RSS");
+        assert!(rss < 250 * 1024, "peak RSS {rss} KiB");
+    }
+}

@@ -14,7 +14,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::kafka::{bootstrap, create_topic, unique_topic};
-use common::{binary, free_port, generate, http_get, metric, peak_rss_kib, repository_dir, wait_for, Workspace};
+use common::{
+    binary, free_port, generate, http_get, metric, peak_rss_kib, repository_dir, wait_for,
+    Workspace,
+};
 
 /// Runs `scripts/services.sh ACTION kafka`.
 fn services(action: &str) {
@@ -23,7 +26,10 @@ fn services(action: &str) {
         .current_dir(repository_dir())
         .status()
         .expect("run scripts/services.sh");
-    assert!(status.success(), "scripts/services.sh {action} kafka failed");
+    assert!(
+        status.success(),
+        "scripts/services.sh {action} kafka failed"
+    );
 }
 
 /// Starts the broker again if the test stops before it does.
@@ -111,7 +117,10 @@ path = "{dir}/out.ndjson"
         let chunks: Vec<Vec<u8>> = lines.chunks(1000).map(|chunk| chunk.concat()).collect();
         let log_path = log_path.clone();
         std::thread::spawn(move || {
-            let mut log = std::fs::OpenOptions::new().append(true).open(log_path).expect("open the audit log");
+            let mut log = std::fs::OpenOptions::new()
+                .append(true)
+                .open(log_path)
+                .expect("open the audit log");
             for chunk in chunks {
                 log.write_all(&chunk).expect("append to the audit log");
                 std::thread::sleep(Duration::from_millis(500));
@@ -119,11 +128,21 @@ path = "{dir}/out.ndjson"
         })
     };
     let delivered = |port: u16, id: &str| {
-        let metrics = http_get(port, "/metrics").map(|(_, b)| b).unwrap_or_default();
-        metric(&metrics, "auditflow_component_sent_events_total", &[("component_id", id), ("output", "_default")])
-            .unwrap_or_default()
+        let metrics = http_get(port, "/metrics")
+            .map(|(_, b)| b)
+            .unwrap_or_default();
+        metric(
+            &metrics,
+            "auditflow_component_sent_events_total",
+            &[("component_id", id), ("output", "_default")],
+        )
+        .unwrap_or_default()
     };
-    wait_for(Duration::from_secs(60), "the stream to flow through Kafka", || delivered(aggregator_port, "out") >= 5000.0);
+    wait_for(
+        Duration::from_secs(60),
+        "the stream to flow through Kafka",
+        || delivered(aggregator_port, "out") >= 5000.0,
+    );
 
     let mut restart = RestartOnDrop(true);
     services("stop");
@@ -139,12 +158,20 @@ path = "{dir}/out.ndjson"
     );
 
     writer.join().expect("the writer thread");
-    let input: Vec<String> = String::from_utf8_lossy(&input).lines().map(str::to_string).collect();
+    let input: Vec<String> = String::from_utf8_lossy(&input)
+        .lines()
+        .map(str::to_string)
+        .collect();
     let out = workspace.path("out.ndjson");
-    wait_for(Duration::from_secs(180), "every event after the outage", || {
-        let seen: std::collections::HashSet<String> = complete_lines(&out).into_iter().collect();
-        input.iter().all(|line| seen.contains(line))
-    });
+    wait_for(
+        Duration::from_secs(180),
+        "every event after the outage",
+        || {
+            let seen: std::collections::HashSet<String> =
+                complete_lines(&out).into_iter().collect();
+            input.iter().all(|line| seen.contains(line))
+        },
+    );
     let aggregator_rss = peak_rss_kib(aggregator_process.id());
     let sidecar_rss_after = peak_rss_kib(sidecar_process.id());
     for process in [&mut sidecar_process, &mut aggregator_process] {

@@ -10,6 +10,7 @@
 //! - [`topology`]: the graph of tasks and bounded channels that runs a pipeline;
 //! - [`metrics`]: the internal metrics registry rendered on `/metrics`;
 //! - [`template`]: `{{ field }}` and strftime templates over events (topics, index names, keys);
+//! - [`throttle`]: warnings that repeat per record, logged once per interval;
 //! - [`generate`]: deterministic synthetic audit traffic for demos, tests and benchmarks.
 
 pub mod ack;
@@ -21,4 +22,5 @@ pub mod event;
 pub mod generate;
 pub mod metrics;
 pub mod template;
+pub mod throttle;
 pub mod topology;

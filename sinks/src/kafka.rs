@@ -49,6 +49,7 @@ use auditflow_core::config::duration::deserialize_duration;
 use auditflow_core::config::{parse_options, OptionError};
 use auditflow_core::event::{Event, Payload};
 use auditflow_core::template::Template;
+use auditflow_core::throttle::Throttle;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
@@ -244,6 +245,7 @@ impl SinkConfig for KafkaSinkConfig {
             delivered: Delivered::default(),
             refused: Vec::new(),
             input_open: true,
+            retry_warning: Throttle::new(WARNING_INTERVAL),
         };
         Ok(Box::pin(sink.run(context)))
     }
@@ -334,7 +336,12 @@ struct KafkaSink {
     /// Messages that will never be delivered, with the reason, for the `errors` output.
     refused: Vec<(Event, String)>,
     input_open: bool,
+    /// Failed deliveries are logged once per interval, not once per message.
+    retry_warning: Throttle,
 }
+
+/// How often a failed delivery is logged.
+const WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Delivered events acknowledged together (the metrics take a lock per call).
 const ACK_GROUP: usize = 512;
@@ -470,13 +477,17 @@ impl KafkaSink {
                 } else if self.input_open {
                     let wait = self.backoff.wait(attempt.saturating_sub(1));
                     context.metrics.error("delivery_retried", 1);
-                    tracing::warn!(component_id = %context.id, "a message was not delivered ({error}); it is produced again in {wait:?}");
+                    if let Some(more) = self.retry_warning.allow() {
+                        tracing::warn!(component_id = %context.id, "a message was not delivered ({error}); it is produced again in {wait:?} ({more} more such retries since the last warning)");
+                    }
                     self.in_flight.push(Box::pin(async move {
                         tokio::time::sleep(wait).await;
                         Outcome::Again(event, attempt)
                     }));
                 } else {
-                    tracing::error!(component_id = %context.id, "a message was not delivered ({error}) and the pipeline is stopping; it is reported as not delivered");
+                    if self.retry_warning.allow().is_some() {
+                        tracing::error!(component_id = %context.id, "a message was not delivered ({error}) and the pipeline is stopping; it is reported as not delivered (counted in delivery_failed)");
+                    }
                     context.failed(vec![event], BatchStatus::Errored, "delivery_failed");
                 }
             }

@@ -22,7 +22,7 @@ pub mod inline;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::sync::mpsc;
@@ -38,6 +38,7 @@ use crate::config::graph::OutputRef;
 use crate::config::{ComponentConfig, ComponentEntry, PipelineConfig};
 use crate::event::Event;
 use crate::metrics::{ComponentKind, ComponentMetrics, Counter, Gauge, Registry};
+use crate::throttle::Throttle;
 use inline::{InlineChain, InlineTransform};
 
 /// How many batches an input channel holds before its senders wait.
@@ -62,7 +63,7 @@ pub struct OutputPort {
     edges: Vec<Edge>,
     sent: Counter,
     discarded: Counter,
-    last_drop_warning: Arc<Mutex<Option<Instant>>>,
+    drop_warning: Arc<Mutex<Throttle>>,
 }
 
 impl OutputPort {
@@ -77,7 +78,7 @@ impl OutputPort {
             edges,
             sent: metrics.sent_events(output),
             discarded: metrics.discarded_events.clone(),
-            last_drop_warning: Arc::new(Mutex::new(None)),
+            drop_warning: Arc::new(Mutex::new(Throttle::new(DROP_WARNING_INTERVAL))),
         }
     }
 
@@ -162,12 +163,11 @@ impl OutputPort {
 
     fn discard(&self, batch: Batch) {
         self.discarded.add(batch.len() as u64);
-        let mut last = match self.last_drop_warning.lock() {
+        let mut throttle = match self.drop_warning.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if last.is_none_or(|at| at.elapsed() >= DROP_WARNING_INTERVAL) {
-            *last = Some(Instant::now());
+        if throttle.allow().is_some() {
             tracing::warn!(
                 output = %self.name,
                 "events sent to `{}` are dropped because nothing reads it; add \"{}\" to the inputs of a sink to keep them",

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use auditflow_clients::kafka::ComponentLog;
 use auditflow_core::metrics::{ComponentMetrics, Counter};
+use auditflow_core::throttle::Throttle;
 use bytes::Bytes;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -92,6 +93,8 @@ pub struct KafkaMetrics {
     messages: Counter,
     commits: Counter,
     failed_commits: Counter,
+    /// Failed commits are logged once per interval (they repeat while the brokers are down).
+    commit_warning: Arc<Mutex<Throttle>>,
 }
 
 impl KafkaMetrics {
@@ -116,6 +119,7 @@ impl KafkaMetrics {
                 &labels,
             ),
             component: component.clone(),
+            commit_warning: Arc::new(Mutex::new(Throttle::new(Duration::from_secs(10)))),
         }
     }
 
@@ -291,7 +295,13 @@ fn commit(
         }
         Err(error) => {
             metrics.failed_commits.add(1);
-            tracing::warn!(component_id = %log.component_id(), "committing offsets failed: {error}; tried again at the next commit");
+            let allowed = match metrics.commit_warning.lock() {
+                Ok(mut throttle) => throttle.allow(),
+                Err(poisoned) => poisoned.into_inner().allow(),
+            };
+            if let Some(more) = allowed {
+                tracing::warn!(component_id = %log.component_id(), "committing offsets failed: {error}; tried again at the next commit ({more} more failed commits since the last warning)");
+            }
             false
         }
     }
@@ -313,11 +323,13 @@ pub struct PollLoop {
     pub metrics: KafkaMetrics,
     /// The source's log.
     pub log: ComponentLog,
+    /// Read failures are logged once per interval.
+    pub read_warning: Throttle,
 }
 
 impl PollLoop {
     /// Polls until told to stop, then commits until every acknowledgement is in, and closes.
-    pub fn run(self) {
+    pub fn run(mut self) {
         let mut last_commit = Instant::now();
         while !self.shared.stop_polling.load(Ordering::Acquire) {
             self.seek_rewinds();
@@ -364,7 +376,7 @@ impl PollLoop {
 
     /// One round: poll what comes within a few milliseconds, hand it over by
     /// partition. `false` when the source's task is gone.
-    fn poll_round(&self) -> bool {
+    fn poll_round(&mut self) -> bool {
         let mut round: BTreeMap<TopicPartition, Gathered> = BTreeMap::new();
         let (mut messages, mut bytes) = (0usize, 0usize);
         let mut deadline: Option<Instant> = None;
@@ -379,7 +391,9 @@ impl PollLoop {
             let message = match polled {
                 Ok(message) => message,
                 Err(error) => {
-                    tracing::warn!(component_id = %self.log.component_id(), "reading from Kafka failed: {error}");
+                    if let Some(more) = self.read_warning.allow() {
+                        tracing::warn!(component_id = %self.log.component_id(), "reading from Kafka failed: {error} ({more} more such failures since the last warning); librdkafka keeps trying");
+                    }
                     break;
                 }
             };

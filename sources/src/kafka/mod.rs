@@ -41,6 +41,7 @@ use auditflow_core::ack::{BatchNotifier, BatchReceiver};
 use auditflow_core::component::{ComponentTask, SourceConfig, SourceContext};
 use auditflow_core::config::duration::deserialize_duration;
 use auditflow_core::config::{parse_options, OptionError};
+use auditflow_core::throttle::Throttle;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -206,6 +207,7 @@ impl SourceConfig for KafkaSourceConfig {
             commit_interval: self.options.commit_interval,
             metrics,
             log,
+            read_warning: Throttle::new(Duration::from_secs(10)),
         };
         let thread = std::thread::Builder::new()
             .name(format!("auditflow-kafka-{}", context.id))

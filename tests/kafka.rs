@@ -259,10 +259,20 @@ topic = "{topic}"
     consumer.stop();
     let output = consumer.lines();
     assert_eq!(assert_every_event(&input, &output), 0, "no event twice");
-    // Within each object, the events come out in the order they went in.
+    // Within each object, the events come out in the order they went in (events
+    // with no object, such as /healthz, have no key and no order across partitions).
     let before = histories(&input);
     let after = histories(&output);
-    assert_eq!(before, after);
+    let out_of_order: Vec<&String> = before
+        .iter()
+        .filter(|(key, history)| key.as_str() != "//" && after.get(*key) != Some(history))
+        .map(|(key, _)| key)
+        .collect();
+    assert!(
+        out_of_order.is_empty(),
+        "objects whose events came out of order: {out_of_order:?}"
+    );
+    assert!(before.len() > 100, "the traffic touches many objects");
 
     // Keys and headers as documented: the object's identity, stage/verb/user.
     let messages = read_topic(&topic, 4, input.len(), Duration::from_secs(60));
@@ -513,11 +523,11 @@ fn bad_records_and_event_lists_are_told_apart_and_the_rest_flows() {
         .iter()
         .map(|e| e["error"].as_str().unwrap_or_default())
         .collect();
-    let place = format!("a message of {topic}[0] at offsets ");
-    assert!(
-        messages.iter().all(|m| m.starts_with(&place)),
-        "{messages:?}"
-    );
+    // Each record names the message: "the message of TOPIC[0] at offset N: ...".
+    for (message, offset) in messages.iter().zip([1, 3, 6]) {
+        let place = format!("the message of {topic}[0] at offset {offset}: ");
+        assert!(message.starts_with(&place), "{messages:?}");
+    }
     assert!(
         messages.iter().any(|m| m.contains("invalid JSON")),
         "{messages:?}"
@@ -752,4 +762,33 @@ fn the_sidecar_and_aggregator_examples_validate() {
             String::from_utf8_lossy(&output.stderr)
         );
     }
+}
+
+#[test]
+fn conditions_read_the_topic_partition_offset_and_headers_of_each_event() {
+    let workspace = Workspace::new();
+    let topic = unique_topic("origin");
+    create_topic(&topic, 2);
+    let input = generate(&["--count", "3000", "--seed", "13"]);
+    ship(&workspace, &topic, &input, "");
+    let deletes: Vec<String> = input_lines(&input)
+        .into_iter()
+        .filter(|line| line.contains("\"verb\":\"delete\""))
+        .collect();
+    assert!(!deletes.is_empty());
+    let mut consumer = Consumer::new(&workspace, "aggregator", &topic, "origin", "");
+    let text = std::fs::read_to_string(&consumer.config).expect("config");
+    let condition = format!(
+        "kafka.header[verb] = delete and kafka.topic = {topic} and kafka.partition in (0, 1) and kafka.offset >= 0 and kafka.key exists"
+    );
+    let text = text.replace(
+        "[sinks.out]\ntype = \"file\"\ninputs = [\"kafka\"]",
+        &format!("[transforms.deletes]\ntype = \"filter\"\ninputs = [\"kafka\"]\ncondition = \"{condition}\"\n[sinks.out]\ntype = \"file\"\ninputs = [\"deletes\"]"),
+    );
+    std::fs::write(&consumer.config, text).expect("config");
+    consumer.start();
+    consumer.wait_lines(deletes.len(), Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(1));
+    consumer.stop();
+    assert_eq!(assert_every_event(&deletes, &consumer.lines()), 0);
 }

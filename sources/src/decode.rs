@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 
 use auditflow_core::component::InputFailure;
 use auditflow_core::event::{
-    decode_document_each, decode_document_owned, Event, EventError, Payload,
+    decode_document_each, decode_document_owned, Event, EventError, MessageOrigin, Payload,
 };
 pub use auditflow_core::topology::inline::decode_parallelism;
 use auditflow_core::topology::inline::{InlineChain, TransformErrors};
@@ -62,10 +62,18 @@ impl OrderedDecoder {
 
     /// Starts decoding a group of frames.
     pub fn submit(&mut self, frames: Vec<Frame>) {
+        self.submit_from(frames, Vec::new());
+    }
+
+    /// Starts decoding a group of frames read from broker messages: each
+    /// `(count, origin)` of `origins` is the next `count` frames' message. Their
+    /// events carry the origin (conditions read it as `kafka.*`), and their
+    /// failures name the message (`topic[partition] at offset N`).
+    pub fn submit_from(&mut self, frames: Vec<Frame>, origins: FrameOrigins) {
         let source_id = self.source_id.clone();
         let inline = self.inline.clone();
         self.pending.push_back(tokio::task::spawn_blocking(move || {
-            decode_group(frames, &source_id, inline.as_deref())
+            decode_group(frames, &origins, &source_id, inline.as_deref())
         }));
     }
 
@@ -105,18 +113,37 @@ impl OrderedDecoder {
 /// 1 MiB of lines) would not be.
 const INLINE_GROUP: usize = 256;
 
+/// The broker messages of a group of frames, in order: how many frames each holds, and where it was read.
+pub type FrameOrigins = Vec<(usize, Arc<MessageOrigin>)>;
+
 /// Decodes a group of frames, running `inline` over every [`INLINE_GROUP`] events decoded.
-fn decode_group(frames: Vec<Frame>, source_id: &Arc<str>, inline: Option<&InlineChain>) -> Decoded {
+fn decode_group(
+    frames: Vec<Frame>,
+    origins: &FrameOrigins,
+    source_id: &Arc<str>,
+    inline: Option<&InlineChain>,
+) -> Decoded {
     let mut decoded = Decoded::default();
+    let mut origin_of_frame = origins
+        .iter()
+        .flat_map(|(count, origin)| std::iter::repeat_n(origin, *count));
     let Some(inline) = inline else {
         for frame in frames {
-            decode_frame(frame, source_id, &mut decoded.events, &mut decoded.failures);
+            let origin = origin_of_frame.next();
+            decode_frame_from(
+                frame,
+                origin,
+                source_id,
+                &mut decoded.events,
+                &mut decoded.failures,
+            );
         }
         return decoded;
     };
     let mut group = Vec::with_capacity(INLINE_GROUP);
     for frame in frames {
-        decode_frame(frame, source_id, &mut group, &mut decoded.failures);
+        let origin = origin_of_frame.next();
+        decode_frame_from(frame, origin, source_id, &mut group, &mut decoded.failures);
         if group.len() >= INLINE_GROUP {
             decoded.run_inline(inline, &mut group);
         }
@@ -188,6 +215,30 @@ impl StreamDecoder {
             );
         }
         decoded
+    }
+}
+
+/// Decodes one frame of a broker message (if `origin` says which), appending its events and failures.
+fn decode_frame_from(
+    frame: Frame,
+    origin: Option<&Arc<MessageOrigin>>,
+    source_id: &Arc<str>,
+    events: &mut Vec<Event>,
+    failures: &mut Vec<InputFailure>,
+) {
+    let Some(origin) = origin else {
+        return decode_frame(frame, source_id, events, failures);
+    };
+    let (events_before, failures_before) = (events.len(), failures.len());
+    decode_frame(frame, source_id, events, failures);
+    for event in events.iter_mut().skip(events_before) {
+        event.meta.origin = Some(origin.clone());
+    }
+    for failure in failures.iter_mut().skip(failures_before) {
+        failure.message = format!(
+            "the message of {}[{}] at offset {}: {}",
+            origin.topic, origin.partition, origin.offset, failure.message
+        );
     }
 }
 

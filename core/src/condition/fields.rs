@@ -32,6 +32,8 @@
 //! | `jevt.obj` | the whole event as JSON text |
 //! | `jevt.rawtime` | the event time in nanoseconds since the epoch (a number) |
 //! | `jevt.time`, `jevt.time.iso8601` | the event time, RFC 3339 with nanoseconds |
+//! | `kafka.topic`, `kafka.partition`, `kafka.offset` | where the `kafka` source read the event's message |
+//! | `kafka.key`, `kafka.header[NAME]` | that message's key, and its header `NAME` |
 //!
 //! The event time is `stageTimestamp`, else `requestReceivedTimestamp`, else
 //! (as Falco stamps events it reads) the time the event is evaluated.
@@ -105,6 +107,7 @@ impl StandardFields {
             .map(|(name, _)| *name)
             .chain(EVENT_FIELDS.iter().map(|(name, _)| *name))
             .chain(super::body::BODY_FIELD_NAMES.iter().copied())
+            .chain(super::origin::ORIGIN_FIELD_NAMES)
             .chain([JEVT_VALUE, URI_PARAM])
     }
 }
@@ -119,6 +122,9 @@ impl FieldResolver for StandardFields {
             return json_value_field(arg);
         }
         if let Some(resolved) = super::body::resolve(name, arg) {
+            return resolved;
+        }
+        if let Some(resolved) = super::origin::resolve(name, arg) {
             return resolved;
         }
         if let Some(field) = EventField::named(name) {

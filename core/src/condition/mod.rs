@@ -72,6 +72,7 @@ mod glob;
 mod json;
 mod lexer;
 mod matcher;
+mod origin;
 mod parser;
 mod value;
 

@@ -1101,3 +1101,42 @@ fn operators_list_and_keywords() {
         assert_eq!(c.operator, operator);
     }
 }
+
+#[test]
+fn the_kafka_fields_read_the_message_an_event_came_in() {
+    let mut event = audit(EXEC_FORBIDDEN);
+    for field in [
+        "kafka.topic",
+        "kafka.partition",
+        "kafka.offset",
+        "kafka.key",
+    ] {
+        check(&format!("{field} exists"), &event, false);
+    }
+    check("kafka.header[cluster] exists", &event, false);
+    event.meta.origin = Some(Arc::new(crate::event::MessageOrigin {
+        topic: "audit-prod".into(),
+        partition: 3,
+        offset: 1207,
+        key: Some("prod/pods/web-0".into()),
+        headers: vec![
+            ("stage".into(), "ResponseComplete".into()),
+            ("cluster".into(), "eu-1".into()),
+        ],
+    }));
+    check(
+        "kafka.topic = audit-prod and kafka.partition = 3",
+        &event,
+        true,
+    );
+    check("kafka.offset > 1200 and kafka.offset < 1208", &event, true);
+    check("kafka.key startswith prod/", &event, true);
+    check(
+        "kafka.header[cluster] = eu-1 and kafka.header[stage] = ResponseComplete",
+        &event,
+        true,
+    );
+    check("kafka.header[region] exists", &event, false);
+    assert!(Condition::compile("kafka.header = x").is_err());
+    assert!(Condition::compile("kafka.topic[x] = y").is_err());
+}

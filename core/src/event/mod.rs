@@ -78,6 +78,34 @@ pub enum Payload {
     Record(Arc<Record>),
 }
 
+/// The broker message an event came in (the `kafka` source): where it was
+/// read, and the message's key and headers. Every event of one message shares
+/// it; conditions read it as `kafka.topic`, `kafka.partition`, `kafka.offset`,
+/// `kafka.key` and `kafka.header[NAME]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageOrigin {
+    /// The topic.
+    pub topic: Arc<str>,
+    /// The partition.
+    pub partition: i32,
+    /// The message's offset in its partition.
+    pub offset: i64,
+    /// The message key, as text (invalid UTF-8 replaced), if it has one.
+    pub key: Option<String>,
+    /// The message headers, in order, their values as text (invalid UTF-8 replaced).
+    pub headers: Vec<(String, String)>,
+}
+
+impl MessageOrigin {
+    /// The value of the first header named `name`.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
 /// Pipeline metadata of an event.
 #[derive(Debug, Clone)]
 pub struct EventMetadata {
@@ -87,6 +115,8 @@ pub struct EventMetadata {
     pub received_at: Instant,
     /// The acknowledgement handle of the source batch the event came in, if the source asked for one.
     pub finalizer: Option<Finalizer>,
+    /// The broker message the event came in, for sources that read messages.
+    pub origin: Option<Arc<MessageOrigin>>,
 }
 
 /// An event in the pipeline: payload and metadata.
@@ -107,6 +137,7 @@ impl Event {
                 source_id,
                 received_at: Instant::now(),
                 finalizer: None,
+                origin: None,
             },
         }
     }

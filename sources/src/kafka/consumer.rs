@@ -23,14 +23,16 @@ use bytes::Bytes;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientContext;
 use tokio::sync::mpsc;
 
 use super::offsets::{OffsetTracker, Span, TopicPartition};
+use crate::decode::FrameOrigins;
 use crate::framing::{DocumentAssembler, Frame, LineFramer};
+use auditflow_core::event::MessageOrigin;
 
 /// The most messages one poll round gathers.
 const ROUND_MESSAGES: usize = 2000;
@@ -84,6 +86,8 @@ pub struct Polled {
     pub span: Span,
     /// Its lines and documents.
     pub frames: Vec<Frame>,
+    /// Which message each run of frames came from.
+    pub origins: FrameOrigins,
 }
 
 /// The source's own series besides the component metrics.
@@ -406,11 +410,16 @@ impl PollLoop {
                 .component
                 .received_bytes
                 .add(payload.len() as u64);
-            let key = (Arc::from(message.topic()), message.partition());
+            // One shared name per topic in a round.
+            let topic: Arc<str> = match round.keys().find(|(t, _)| **t == *message.topic()) {
+                Some((topic, _)) => topic.clone(),
+                None => Arc::from(message.topic()),
+            };
+            let origin = origin_of(&message, topic.clone());
             round
-                .entry(key)
+                .entry((topic, message.partition()))
                 .or_insert_with(|| Gathered::new(message.offset(), self.max_message_bytes))
-                .add(message.offset(), payload);
+                .add(origin, payload);
         }
         for (partition, gathered) in round {
             let span = self
@@ -422,6 +431,7 @@ impl PollLoop {
                 .blocking_send(Polled {
                     span,
                     frames: gathered.frames,
+                    origins: gathered.origins,
                 })
                 .is_err()
             {
@@ -432,11 +442,38 @@ impl PollLoop {
     }
 }
 
+/// Where a message was read, with its key and headers.
+fn origin_of(message: &BorrowedMessage<'_>, topic: Arc<str>) -> Arc<MessageOrigin> {
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    let headers = message
+        .headers()
+        .map(|headers| {
+            headers
+                .iter()
+                .map(|header| {
+                    (
+                        header.key.to_string(),
+                        header.value.map(text).unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Arc::new(MessageOrigin {
+        topic,
+        partition: message.partition(),
+        offset: message.offset(),
+        key: message.key().map(text),
+        headers,
+    })
+}
+
 /// One partition's messages of a round.
 struct Gathered {
     first: i64,
     last: i64,
     frames: Vec<Frame>,
+    origins: FrameOrigins,
     max_message_bytes: usize,
 }
 
@@ -446,13 +483,15 @@ impl Gathered {
             first,
             last: first,
             frames: Vec::new(),
+            origins: Vec::new(),
             max_message_bytes,
         }
     }
 
     /// Frames one message: NDJSON lines, or JSON documents (an EventList, pretty or not).
-    fn add(&mut self, offset: i64, payload: &[u8]) {
-        self.last = offset;
+    fn add(&mut self, origin: Arc<MessageOrigin>, payload: &[u8]) {
+        self.last = origin.offset;
+        let frames_before = self.frames.len();
         let mut framer = LineFramer::new(self.max_message_bytes);
         let mut assembler = DocumentAssembler::new(self.max_message_bytes);
         let mut lines = Vec::new();
@@ -462,5 +501,7 @@ impl Gathered {
             self.frames.extend(assembler.push_line(line));
         }
         self.frames.extend(assembler.finish());
+        self.origins
+            .push((self.frames.len() - frames_before, origin));
     }
 }

@@ -297,7 +297,7 @@ async fn read(
             }
             batch = polled.recv(), if reading && !decoder.is_full() => match batch {
                 Some(batch) => {
-                    decoder.submit(batch.frames);
+                    decoder.submit_from(batch.frames, batch.origins);
                     spans.push_back(batch.span);
                 }
                 None => reading = false,
@@ -346,15 +346,9 @@ async fn send(
         .collect();
     let mut transform_errors = decoded.transform_errors;
     transform_errors.set_finalizer(&finalizer);
-    let mut failures = decoded.failures;
-    let (topic, partition) = &span.partition;
-    for failure in &mut failures {
-        failure.message = format!(
-            "a message of {topic}[{partition}] at offsets {}..={}: {}",
-            span.first, span.last, failure.message
-        );
-    }
-    context.send_failures(failures, Some(&finalizer)).await;
+    context
+        .send_failures(decoded.failures, Some(&finalizer))
+        .await;
     context.send_transform_errors(transform_errors).await;
     let sent = events.is_empty() || context.send(events).await;
     drop(finalizer);

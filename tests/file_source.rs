@@ -536,7 +536,11 @@ condition = 'jevt.value[/auditID] endswith "0" or jevt.value[/auditID] endswith 
     let log = workspace.path("auditflow.log");
     let out_path = workspace.path("out.ndjson");
     let mut child = start(&config, &log);
-    std::thread::sleep(Duration::from_millis(1_500));
+    // Killed once a sixth of the kept events is out, not after a fixed time: on a
+    // loaded machine the start-up alone can take a second.
+    wait_for(Duration::from_secs(60), "the first kept events", || {
+        tally(&out_path).distinct() >= (TOTAL / 12) as usize
+    });
     child.kill().expect("kill -9");
     child.wait().expect("reap");
     let before_restart = tally(&out_path).distinct();

@@ -52,13 +52,14 @@ use auditflow_core::template::Template;
 use auditflow_core::throttle::Throttle;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
 use serde::Deserialize;
+use tokio::sync::mpsc;
 
 use crate::http_client::{BatchOptions, BatchTable, RequestOptions};
 use crate::retry::Backoff;
@@ -161,7 +162,7 @@ fn default_max_message_bytes() -> usize {
 }
 
 fn default_max_in_flight_events() -> usize {
-    50_000
+    10_000
 }
 
 /// The batch defaults of the `kafka` sink: linger a few milliseconds, as librdkafka does.
@@ -230,9 +231,11 @@ pub fn parse(options: &toml::Table) -> Result<Box<dyn SinkConfig>, Vec<OptionErr
 
 impl SinkConfig for KafkaSinkConfig {
     fn build(&self, context: SinkContext) -> anyhow::Result<ComponentTask> {
-        let producer = self.producer(&context)?;
+        let (reports_sender, reports) = mpsc::unbounded_channel();
+        let producer = self.producer(&context, reports_sender)?;
         let sink = KafkaSink {
             producer,
+            reports,
             topic: self.topic.clone(),
             options: self.options.clone(),
             backoff: Backoff::new(
@@ -240,7 +243,8 @@ impl SinkConfig for KafkaSinkConfig {
                 self.options.request.retry_max_backoff,
             ),
             scratch: Scratch::default(),
-            in_flight: FuturesUnordered::new(),
+            slots: Slots::new(self.options.max_in_flight_events),
+            waiting: FuturesUnordered::new(),
             pending: VecDeque::new(),
             delivered: Delivered::default(),
             refused: Vec::new(),
@@ -252,7 +256,11 @@ impl SinkConfig for KafkaSinkConfig {
 }
 
 impl KafkaSinkConfig {
-    fn producer(&self, context: &SinkContext) -> anyhow::Result<FutureProducer<ProducerLog>> {
+    fn producer(
+        &self,
+        context: &SinkContext,
+        reports: mpsc::UnboundedSender<Report>,
+    ) -> anyhow::Result<ThreadedProducer<ProducerClient>> {
         let mut config = self.connection.client_config(&context.id);
         let options = &self.options;
         config
@@ -274,23 +282,51 @@ impl KafkaSinkConfig {
         for (name, value) in &self.connection.librdkafka_options {
             config.set(name, value);
         }
-        let log = ProducerLog(ComponentLog::new(context.id.clone()));
-        config.create_with_context(log).map_err(|error| {
+        let client = ProducerClient {
+            log: ComponentLog::new(context.id.clone()),
+            reports,
+        };
+        config.create_with_context(client).map_err(|error| {
             anyhow::anyhow!("cannot create the Kafka producer: {error}; check the sink's options")
         })
     }
 }
 
-/// librdkafka's log lines and errors, through `tracing`.
-pub struct ProducerLog(ComponentLog);
+/// A delivery report: the slot of the message, and its outcome.
+#[derive(Debug)]
+struct Report {
+    slot: usize,
+    result: Result<(), KafkaError>,
+}
 
-impl ClientContext for ProducerLog {
+/// The producer's context: librdkafka's log lines and errors through
+/// `tracing`, and each delivery report handed to the sink's task (librdkafka
+/// calls it on the producer's polling thread).
+pub struct ProducerClient {
+    log: ComponentLog,
+    reports: mpsc::UnboundedSender<Report>,
+}
+
+impl ClientContext for ProducerClient {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        self.0.log(level, facility, message);
+        self.log.log(level, facility, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        self.0.error(error, reason);
+        self.log.error(error, reason);
+    }
+}
+
+impl ProducerContext for ProducerClient {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, delivery: &DeliveryResult<'_>, slot: usize) {
+        let result = match delivery {
+            Ok(_) => Ok(()),
+            Err((error, _)) => Err(error.clone()),
+        };
+        // The sink's task is gone only once it has stopped waiting for reports.
+        let _ = self.reports.send(Report { slot, result });
     }
 }
 
@@ -302,16 +338,52 @@ struct Scratch {
     payload: Vec<u8>,
 }
 
-/// What became of one message.
-enum Outcome {
-    /// The broker has it.
-    Delivered(Event, usize),
-    /// It failed; `attempt` productions were made.
-    Failed(Event, KafkaError, u32),
-    /// Its backoff is over: produce it again.
-    Again(Event, u32),
-    /// A wait for room in librdkafka's queue is over.
-    Waited,
+/// A message handed to librdkafka, waiting for its delivery report.
+struct InFlight {
+    event: Event,
+    size: usize,
+    /// Productions made, this one included.
+    attempt: u32,
+}
+
+/// The messages in flight, by slot: the delivery opaque librdkafka hands
+/// back is the slot's index, so a report costs no allocation.
+struct Slots {
+    slots: Vec<Option<InFlight>>,
+    free: Vec<usize>,
+}
+
+impl Slots {
+    fn new(capacity: usize) -> Slots {
+        Slots {
+            slots: (0..capacity).map(|_| None).collect(),
+            free: (0..capacity).rev().collect(),
+        }
+    }
+
+    fn in_flight(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+
+    fn has_room(&self) -> bool {
+        !self.free.is_empty()
+    }
+
+    fn put(&mut self, message: InFlight) -> Result<usize, InFlight> {
+        let Some(slot) = self.free.pop() else {
+            return Err(message);
+        };
+        if let Some(place) = self.slots.get_mut(slot) {
+            *place = Some(message);
+        }
+        Ok(slot)
+    }
+
+    fn take(&mut self, slot: usize) -> Option<InFlight> {
+        let message = self.slots.get_mut(slot)?.take()?;
+        self.free.push(slot);
+        Some(message)
+    }
 }
 
 /// Why a message could not be handed to librdkafka.
@@ -323,13 +395,16 @@ enum Refusal {
 }
 
 struct KafkaSink {
-    producer: FutureProducer<ProducerLog>,
+    producer: ThreadedProducer<ProducerClient>,
+    reports: mpsc::UnboundedReceiver<Report>,
     topic: Template,
     options: KafkaSinkOptions,
     backoff: Backoff,
     scratch: Scratch,
-    /// Messages produced (or waiting out a backoff), by their outcome.
-    in_flight: FuturesUnordered<BoxFuture<'static, Outcome>>,
+    slots: Slots,
+    /// Messages waiting out a backoff before they are produced again (or a
+    /// wait for room in a queue another producer filled).
+    waiting: FuturesUnordered<BoxFuture<'static, Option<(Event, u32)>>>,
     /// Messages to produce, with the productions made so far.
     pending: VecDeque<(Event, u32)>,
     delivered: Delivered,
@@ -343,27 +418,37 @@ struct KafkaSink {
 /// How often a failed delivery is logged.
 const WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Delivered events acknowledged together (the metrics take a lock per call).
-const ACK_GROUP: usize = 512;
+/// Delivery reports settled at a time.
+const REPORTS_AT_ONCE: usize = 1024;
 
 /// How long to wait when librdkafka's queue is full of messages that are not this sink's.
 const QUEUE_FULL_WAIT: Duration = Duration::from_millis(10);
 
 impl KafkaSink {
     async fn run(mut self, mut context: SinkContext) -> anyhow::Result<()> {
+        let mut reports = Vec::with_capacity(REPORTS_AT_ONCE);
         loop {
             let blocked = self.produce_pending(&context);
             context
                 .refuse(std::mem::take(&mut self.refused), "message_refused")
                 .await;
-            let room = self.in_flight.len() < self.options.max_in_flight_events;
-            let read = self.input_open && room && !blocked && self.pending.is_empty();
+            let read =
+                self.input_open && !blocked && self.pending.is_empty() && self.slots.has_room();
+            let in_flight = self.slots.in_flight() > 0;
             tokio::select! {
                 biased;
-                outcome = self.in_flight.next(), if !self.in_flight.is_empty() => {
-                    if let Some(outcome) = outcome {
-                        self.settle(outcome, &context);
-                        self.settle_ready(&context);
+                received = self.reports.recv_many(&mut reports, REPORTS_AT_ONCE), if in_flight => {
+                    if received == 0 {
+                        anyhow::bail!("the Kafka producer's delivery reports stopped; its events were not acknowledged");
+                    }
+                    for report in reports.drain(..) {
+                        self.settle(report, &context);
+                    }
+                    self.delivered.acknowledge(&context);
+                }
+                again = self.waiting.next(), if !self.waiting.is_empty() => {
+                    if let Some(Some(message)) = again {
+                        self.pending.push_back(message);
                     }
                 }
                 batch = context.input.recv(), if read => match batch {
@@ -381,30 +466,22 @@ impl KafkaSink {
         Ok(())
     }
 
-    /// Settles every outcome that is ready now, then acknowledges the delivered events.
-    fn settle_ready(&mut self, context: &SinkContext) {
-        while let Some(Some(outcome)) = self.in_flight.next().now_or_never() {
-            self.settle(outcome, context);
-            if self.delivered.events.len() >= ACK_GROUP {
-                self.delivered.acknowledge(context);
-            }
-        }
-        self.delivered.acknowledge(context);
-    }
-
-    /// Hands pending messages to librdkafka; `true` when its queue is full
-    /// (deliveries must be waited for before more can be produced).
+    /// Hands pending messages to librdkafka while there are slots; `true` when
+    /// its queue is full (deliveries must be waited for before more can go).
     fn produce_pending(&mut self, context: &SinkContext) -> bool {
-        while let Some((event, attempt)) = self.pending.pop_front() {
+        while self.slots.has_room() {
+            let Some((event, attempt)) = self.pending.pop_front() else {
+                return false;
+            };
             match self.produce(event, attempt, context) {
-                Ok(delivery) => self.in_flight.push(delivery),
+                Ok(()) => {}
                 Err(Refusal::QueueFull(event, attempt)) => {
                     self.pending.push_front((event, attempt));
-                    if self.in_flight.is_empty() {
+                    if self.slots.in_flight() == 0 {
                         // Nothing of ours to wait for (another producer fills the queue): look again soon.
-                        self.in_flight.push(Box::pin(async {
+                        self.waiting.push(Box::pin(async {
                             tokio::time::sleep(QUEUE_FULL_WAIT).await;
-                            Outcome::Waited
+                            None
                         }));
                     }
                     return true;
@@ -415,13 +492,13 @@ impl KafkaSink {
         false
     }
 
-    /// Produces one message; the future resolves with its outcome.
+    /// Produces one message into a free slot.
     fn produce(
         &mut self,
         event: Event,
         attempt: u32,
         context: &SinkContext,
-    ) -> Result<BoxFuture<'static, Outcome>, Refusal> {
+    ) -> Result<(), Refusal> {
         let Scratch {
             topic,
             key,
@@ -435,77 +512,105 @@ impl KafkaSink {
         key.clear();
         let keyed = write_key(&event, self.options.key_field, key);
         payload.clear();
-        let body: &[u8] = match &event.payload {
-            Payload::Audit(audit) => audit.as_json().as_bytes(),
-            _ => {
-                let _ = event.write_json(payload);
-                payload
-            }
+        if !matches!(event.payload, Payload::Audit(_)) {
+            let _ = event.write_json(payload);
+        }
+        let headers = self.options.headers.then(|| headers_of(&event));
+        let in_flight = InFlight {
+            size: 0,
+            event,
+            attempt: attempt + 1,
         };
-        let size = body.len();
-        let mut record = FutureRecord::<str, [u8]>::to(topic).payload(body);
+        let slot = match self.slots.put(in_flight) {
+            Ok(slot) => slot,
+            Err(message) => return Err(Refusal::QueueFull(message.event, attempt)),
+        };
+        let Some(Some(message)) = self.slots.slots.get_mut(slot) else {
+            return Ok(());
+        };
+        let body: &[u8] = match &message.event.payload {
+            Payload::Audit(audit) => audit.as_json().as_bytes(),
+            _ => payload,
+        };
+        message.size = body.len();
+        let mut record = BaseRecord::<str, [u8], usize>::with_opaque_to(topic, slot).payload(body);
         if keyed {
             record = record.key(key.as_str());
         }
-        if self.options.headers {
-            record = record.headers(headers_of(&event));
+        if let Some(headers) = headers {
+            record = record.headers(headers);
         }
-        let refusal = match self.producer.send_result(record) {
-            Ok(delivery) => return Ok(awaiting(delivery, event, size, attempt + 1)),
-            Err((error, _)) => match error.rdkafka_error_code() {
-                Some(RDKafkaErrorCode::QueueFull) => {
-                    return Err(Refusal::QueueFull(event, attempt))
-                }
-                Some(RDKafkaErrorCode::MessageSizeTooLarge) => {
-                    too_large(size, self.options.max_message_bytes)
-                }
-                _ => format!("the Kafka producer refused the message for topic `{topic}`: {error}"),
-            },
+        let Err((error, _)) = self.producer.send(record) else {
+            return Ok(());
         };
-        Err(Refusal::Never(event, refusal))
+        let size = message.size;
+        let Some(InFlight { event, .. }) = self.slots.take(slot) else {
+            return Ok(());
+        };
+        Err(match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::QueueFull) => Refusal::QueueFull(event, attempt),
+            Some(RDKafkaErrorCode::MessageSizeTooLarge) => {
+                Refusal::Never(event, too_large(size, self.options.max_message_bytes))
+            }
+            _ => Refusal::Never(
+                event,
+                format!("the Kafka producer refused the message for topic `{topic}`: {error}"),
+            ),
+        })
     }
 
-    /// Acts on one message's outcome.
-    fn settle(&mut self, outcome: Outcome, context: &SinkContext) {
-        match outcome {
-            Outcome::Delivered(event, size) => self.delivered.push(event, size),
-            Outcome::Again(event, attempt) => self.pending.push_back((event, attempt)),
-            Outcome::Waited => {}
-            Outcome::Failed(event, error, attempt) => {
-                if let Some(reason) = never_deliverable(&error, self.options.max_message_bytes) {
-                    self.refused.push((event, reason));
-                } else if self.input_open {
-                    let wait = self.backoff.wait(attempt.saturating_sub(1));
-                    context.metrics.error("delivery_retried", 1);
-                    if let Some(more) = self.retry_warning.allow() {
-                        tracing::warn!(component_id = %context.id, "a message was not delivered ({error}); it is produced again in {wait:?} ({more} more such retries since the last warning)");
-                    }
-                    self.in_flight.push(Box::pin(async move {
-                        tokio::time::sleep(wait).await;
-                        Outcome::Again(event, attempt)
-                    }));
-                } else {
-                    if self.retry_warning.allow().is_some() {
-                        tracing::error!(component_id = %context.id, "a message was not delivered ({error}) and the pipeline is stopping; it is reported as not delivered (counted in delivery_failed)");
-                    }
-                    context.failed(vec![event], BatchStatus::Errored, "delivery_failed");
-                }
+    /// Acts on one delivery report.
+    fn settle(&mut self, report: Report, context: &SinkContext) {
+        let Some(InFlight {
+            event,
+            size,
+            attempt,
+        }) = self.slots.take(report.slot)
+        else {
+            return;
+        };
+        let error = match report.result {
+            Ok(()) => return self.delivered.push(event, size, context),
+            Err(error) => error,
+        };
+        if let Some(reason) = never_deliverable(&error, self.options.max_message_bytes) {
+            self.refused.push((event, reason));
+        } else if self.input_open {
+            let wait = self.backoff.wait(attempt.saturating_sub(1));
+            context.metrics.error("delivery_retried", 1);
+            if let Some(more) = self.retry_warning.allow() {
+                tracing::warn!(component_id = %context.id, "a message was not delivered ({error}); it is produced again in {wait:?} ({more} more such retries since the last warning)");
             }
+            self.waiting.push(Box::pin(async move {
+                tokio::time::sleep(wait).await;
+                Some((event, attempt))
+            }));
+        } else {
+            if self.retry_warning.allow().is_some() {
+                tracing::error!(component_id = %context.id, "a message was not delivered ({error}) and the pipeline is stopping; it is reported as not delivered (counted in delivery_failed)");
+            }
+            context.failed(vec![event], BatchStatus::Errored, "delivery_failed");
         }
     }
 }
 
-/// Events the broker has, acknowledged in groups.
+/// Events the broker has, acknowledged in groups (the metrics take a lock per call).
 #[derive(Default)]
 struct Delivered {
     events: Vec<Event>,
     bytes: usize,
 }
 
+/// Delivered events acknowledged together at most.
+const ACK_GROUP: usize = 512;
+
 impl Delivered {
-    fn push(&mut self, event: Event, size: usize) {
+    fn push(&mut self, event: Event, size: usize, context: &SinkContext) {
         self.events.push(event);
         self.bytes += size;
+        if self.events.len() >= ACK_GROUP {
+            self.acknowledge(context);
+        }
     }
 
     fn acknowledge(&mut self, context: &SinkContext) {
@@ -516,22 +621,6 @@ impl Delivered {
             );
         }
     }
-}
-
-/// Waits for a delivery report.
-fn awaiting(
-    delivery: DeliveryFuture,
-    event: Event,
-    size: usize,
-    attempt: u32,
-) -> BoxFuture<'static, Outcome> {
-    Box::pin(async move {
-        match delivery.await {
-            Ok(Ok(_)) => Outcome::Delivered(event, size),
-            Ok(Err((error, _message))) => Outcome::Failed(event, error, attempt),
-            Err(_canceled) => Outcome::Failed(event, KafkaError::Canceled, attempt),
-        }
-    })
 }
 
 /// Why a failed message will never be delivered, or `None` if trying again may work.

@@ -5,7 +5,8 @@
 #   scripts/services.sh stop NAME     stop it (by the PID this script recorded)
 #   scripts/services.sh status NAME   say whether it runs and answers
 #
-# Servers: alertmanager (127.0.0.1:9093), kafka (127.0.0.1:9092, SASL on 9094).
+# Servers: alertmanager (127.0.0.1:9093), kafka (127.0.0.1:9092; SASL on 9094; TLS with
+# client certificates on 9095, its test CA and certificates in target/services/kafka/tls).
 # Each server runs from target/services/NAME/: its data, its log (NAME.log) and its
 # PID file (NAME.pid). To add a server, write NAME_install, NAME_launch (starts it in
 # the background and prints nothing), NAME_ready (succeeds when it answers) and
@@ -65,6 +66,7 @@ KAFKA_SASL_PASSWORD="auditflow-secret"
 kafka_install() {
   command -v java >/dev/null 2>&1 || { echo "services.sh: installing Java 17 (apt)" >&2; apt_install openjdk-17-jre-headless; }
   command -v mvn >/dev/null 2>&1 || { echo "services.sh: installing Maven (apt)" >&2; apt_install maven; }
+  command -v openssl >/dev/null 2>&1 || apt_install openssl
   local lib="$RUN_ROOT/kafka/lib"
   [[ -f "$lib/.complete" ]] && return 0
   echo "services.sh: downloading Apache Kafka 4.1.0 (Maven Central)" >&2
@@ -75,10 +77,32 @@ kafka_install() {
 
 kafka_url() { echo "$KAFKA_ADDRESS"; }
 
+# A test CA, the broker's certificate (127.0.0.1 and localhost) and a client certificate, made
+# once with openssl: the TLS listener (9095) requires a client certificate signed by the CA.
+kafka_certificates() {
+  local tls="$1"
+  [[ -f "$tls/broker.pem" ]] && return 0
+  mkdir -p "$tls"
+  (
+    cd "$tls"
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 3650 -subj "/CN=auditflow test CA"
+    for name in broker client; do
+      openssl req -newkey rsa:2048 -nodes -keyout "$name.key" -out "$name.csr" -subj "/CN=auditflow-$name"
+      openssl x509 -req -in "$name.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+        -extfile <(printf "subjectAltName=IP:127.0.0.1,DNS:localhost") -out "$name.crt"
+    done
+    # Kafka's PEM keystore takes an encrypted PKCS#8 key followed by the certificate
+    # (PBE-SHA1-3DES: Java 17 reads no PBES2 key).
+    openssl pkcs8 -topk8 -in broker.key -passout pass:auditflow-test -v1 PBE-SHA1-3DES -out broker.p8
+    cat broker.p8 broker.crt >broker.pem
+  ) >>"$tls/openssl.log" 2>&1
+}
+
 kafka_launch() {
   local dir="$1"
   mkdir -p "$dir/data"
-  sed "s|@DATA_DIR@|$dir/data|" "$KAFKA_CONFIG/server.properties" >"$dir/server.properties"
+  kafka_certificates "$dir/tls"
+  sed -e "s|@DATA_DIR@|$dir/data|" -e "s|@TLS_DIR@|$dir/tls|" "$KAFKA_CONFIG/server.properties" >"$dir/server.properties"
   if [[ ! -f "$dir/data/meta.properties" ]]; then
     local cluster_id
     cluster_id="$(java -cp "$dir/lib/*" kafka.tools.StorageTool random-uuid)"

@@ -37,6 +37,7 @@ for server in alertmanager kafka; do
 done
 export AUDITFLOW_TEST_ALERTMANAGER="${AUDITFLOW_TEST_ALERTMANAGER:-http://127.0.0.1:9093}"
 export AUDITFLOW_TEST_KAFKA="${AUDITFLOW_TEST_KAFKA:-127.0.0.1:9092}"
+export AUDITFLOW_TEST_KAFKA_TLS="${AUDITFLOW_TEST_KAFKA_TLS:-${AUDITFLOW_SERVICES_DIR:-$PWD/target/services}/kafka/tls}"
 
 log "tests (cargo test)"
 cargo test --all --locked -- --test-threads 2

@@ -12,14 +12,19 @@ use std::time::Duration;
 
 use common::kafka::{bootstrap, create_topic, produce, read_topic, unique_topic};
 use common::{
-    binary, free_port, generate, http_get, metric, terminate, wait_exit, wait_for, Workspace,
+    binary, complete_lines, free_port, generate, http_get, metric, run_once_ok, terminate,
+    wait_exit, wait_for, Workspace,
 };
 
 /// Events of `generate` written to a topic by `auditflow run --once` (stdin → kafka).
 fn ship(workspace: &Workspace, topic: &str, input: &[u8], sink_options: &str) {
+    ship_to(workspace, &bootstrap(), topic, input, sink_options);
+}
+
+/// [`ship`] through the brokers at `bootstrap` (another listener of the test broker).
+fn ship_to(workspace: &Workspace, bootstrap: &str, topic: &str, input: &[u8], sink_options: &str) {
     let config = workspace.config(&format!(
-        "data_dir = \"{{dir}}/producer\"\n[sources.in]\ntype = \"stdin\"\n[sinks.kafka]\ntype = \"kafka\"\ninputs = [\"in\"]\nbootstrap_servers = \"{}\"\ntopic = \"{topic}\"\n{sink_options}\n",
-        bootstrap()
+        "data_dir = \"{{dir}}/producer\"\n[sources.in]\ntype = \"stdin\"\n[sinks.kafka]\ntype = \"kafka\"\ninputs = [\"in\"]\nbootstrap_servers = \"{bootstrap}\"\ntopic = \"{topic}\"\n{sink_options}\n"
     ));
     let output = workspace.run_once(&config, input);
     assert!(
@@ -155,13 +160,6 @@ impl Drop for Consumer {
     }
 }
 
-/// The complete lines of a file (a line cut short by a kill is left out).
-fn complete_lines(path: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let complete = text.rfind('\n').map_or(0, |end| end + 1);
-    text[..complete].lines().map(str::to_string).collect()
-}
-
 /// How many times each line occurs.
 fn counts(lines: &[String]) -> HashMap<&str, usize> {
     let mut counts = HashMap::new();
@@ -241,16 +239,7 @@ topic = "{topic}"
 "#,
         bootstrap()
     ));
-    let output = Command::new(binary())
-        .args(["run", "--once", "--config"])
-        .arg(&config)
-        .output()
-        .expect("run the sidecar");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    run_once_ok(&config);
 
     let mut consumer = Consumer::new(&workspace, "aggregator", &topic, "e2e", "");
     consumer.start();
@@ -381,16 +370,7 @@ max_in_flight_events = 5000
     );
     sidecar.kill().expect("kill -9 the sidecar");
     sidecar.wait().expect("reap the sidecar");
-    let output = Command::new(binary())
-        .args(["run", "--once", "--config"])
-        .arg(&config)
-        .output()
-        .expect("restart the sidecar");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    run_once_ok(&config);
 
     let input = input_lines(&input);
     let messages = read_topic(&topic, 1, input.len() * 2, Duration::from_secs(30));
@@ -791,4 +771,82 @@ fn conditions_read_the_topic_partition_offset_and_headers_of_each_event() {
     std::thread::sleep(Duration::from_secs(1));
     consumer.stop();
     assert_eq!(assert_every_event(&deletes, &consumer.lines()), 0);
+}
+
+/// The test CA and client certificate of the broker's TLS listener (127.0.0.1:9095).
+fn tls_dir() -> std::path::PathBuf {
+    let dir = std::env::var("AUDITFLOW_TEST_KAFKA_TLS").unwrap_or_else(|_| {
+        panic!(
+            "AUDITFLOW_TEST_KAFKA_TLS is not set: run `scripts/test.sh`, or \
+             `export AUDITFLOW_TEST_KAFKA_TLS=$PWD/target/services/kafka/tls`"
+        )
+    });
+    let dir = std::path::PathBuf::from(dir);
+    assert!(
+        dir.join("ca.crt").exists(),
+        "no test CA in {}: start Kafka with `scripts/services.sh start kafka`",
+        dir.display()
+    );
+    dir
+}
+
+#[test]
+fn tls_with_a_client_certificate_ships_and_reads_and_a_wrong_ca_delivers_nothing() {
+    let workspace = Workspace::new();
+    let dir = tls_dir();
+    let tls_address = bootstrap().replace(":9092", ":9095");
+    let tls = format!(
+        "tls = {{ ca_file = \"{0}/ca.crt\", crt_file = \"{0}/client.crt\", key_file = \"{0}/client.key\" }}",
+        dir.display()
+    );
+    let topic = unique_topic("tls");
+    create_topic(&topic, 1);
+    let input = generate(&["--count", "500", "--seed", "4"]);
+    ship_to(&workspace, &tls_address, &topic, &input, &tls);
+    let mut consumer = Consumer::new(&workspace, "aggregator", &topic, "tls", &format!("{tls}\n"));
+    let text = std::fs::read_to_string(&consumer.config).expect("config");
+    std::fs::write(&consumer.config, text.replace(&bootstrap(), &tls_address)).expect("config");
+    consumer.start();
+    consumer.wait_lines(500, Duration::from_secs(60));
+    consumer.stop();
+    assert_eq!(
+        assert_every_event(&input_lines(&input), &consumer.lines()),
+        0
+    );
+
+    // The system's CA certificates do not know the test CA: the handshake fails, nothing is delivered.
+    let port = free_port();
+    let config = workspace.config(&format!(
+        "data_dir = \"{{dir}}/wrong-ca\"\n[api]\naddress = \"127.0.0.1:{port}\"\n[sources.in]\ntype = \"stdin\"\n[sinks.kafka]\ntype = \"kafka\"\ninputs = [\"in\"]\nbootstrap_servers = \"{tls_address}\"\ntopic = \"{topic}\"\ntls = {{ crt_file = \"{0}/client.crt\", key_file = \"{0}/client.key\" }}\n",
+        dir.display()
+    ));
+    let mut child = Command::new(binary())
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the producer");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(&generate(&["--count", "10"]))
+            .expect("feed");
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    let metrics = http_get(port, "/metrics")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    child.kill().expect("kill");
+    let output = child.wait_with_output().expect("wait");
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(log.contains("certificate verify failed"), "{log}");
+    let delivered = metric(
+        &metrics,
+        "auditflow_component_sent_events_total",
+        &[("component_id", "kafka"), ("output", "_default")],
+    );
+    assert_eq!(delivered.unwrap_or_default(), 0.0);
 }

@@ -10,13 +10,13 @@
 mod common;
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::kafka::{bootstrap, create_topic, unique_topic};
 use common::{
-    binary, free_port, generate, http_get, metric, peak_rss_kib, repository_dir, wait_for,
-    Workspace,
+    complete_lines, free_port, generate, http_get, metric, peak_rss_kib, repository_dir,
+    start_logged_as, wait_for, Workspace,
 };
 
 /// Runs `scripts/services.sh ACTION kafka`.
@@ -41,24 +41,6 @@ impl Drop for RestartOnDrop {
             services("start");
         }
     }
-}
-
-fn spawn(workspace: &Workspace, name: &str, config: &std::path::Path) -> std::process::Child {
-    let log = std::fs::File::create(workspace.path(&format!("{name}.log"))).expect("log file");
-    Command::new(binary())
-        .args(["run", "--config"])
-        .arg(config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start auditflow")
-}
-
-fn complete_lines(path: &std::path::Path) -> Vec<String> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let complete = text.rfind('\n').map_or(0, |end| end + 1);
-    text[..complete].lines().map(str::to_string).collect()
 }
 
 #[test]
@@ -111,8 +93,8 @@ path = "{dir}/out.ndjson"
     let lines: Vec<&[u8]> = input.split_inclusive(|&b| b == b'\n').collect();
     let log_path = workspace.path("audit.log");
     std::fs::write(&log_path, b"").expect("create the audit log");
-    let mut sidecar_process = spawn(&workspace, "sidecar", &sidecar);
-    let mut aggregator_process = spawn(&workspace, "aggregator", &aggregator);
+    let mut sidecar_process = start_logged_as(&workspace, &sidecar, "sidecar");
+    let mut aggregator_process = start_logged_as(&workspace, &aggregator, "aggregator");
     let writer = {
         let chunks: Vec<Vec<u8>> = lines.chunks(1000).map(|chunk| chunk.concat()).collect();
         let log_path = log_path.clone();

@@ -138,6 +138,28 @@ pub fn read_json_lines(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The complete lines of a file (a last line cut short by a kill is left out).
+pub fn complete_lines(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let complete = text.rfind('\n').map_or(0, |end| end + 1);
+    text[..complete].lines().map(str::to_string).collect()
+}
+
+/// Runs `auditflow run --once --config CONFIG` with stdin closed; panics with its stderr if it fails.
+pub fn run_once_ok(config: &Path) {
+    let output = Command::new(binary())
+        .args(["run", "--once", "--config"])
+        .arg(config)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run auditflow");
+    assert!(
+        output.status.success(),
+        "auditflow failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// Runs `auditflow generate` and returns its output.
 pub fn generate(args: &[&str]) -> Vec<u8> {
     let output = Command::new(binary())
@@ -242,7 +264,13 @@ pub fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStat
 /// Starts `auditflow run` with its logs written to `auditflow.log` in the workspace
 /// (a server that logs much never blocks on a full pipe).
 pub fn start_logged(workspace: &Workspace, config: &Path) -> Child {
-    let log = std::fs::File::create(workspace.path("auditflow.log")).expect("create the log file");
+    start_logged_as(workspace, config, "auditflow")
+}
+
+/// [`start_logged`] with the logs in `NAME.log` (for a test that runs several processes).
+pub fn start_logged_as(workspace: &Workspace, config: &Path, name: &str) -> Child {
+    let log =
+        std::fs::File::create(workspace.path(&format!("{name}.log"))).expect("create the log file");
     Command::new(binary())
         .args(["run", "--config"])
         .arg(config)

@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 

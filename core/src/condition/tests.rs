@@ -932,9 +932,10 @@ fn standard_field_names_all_resolve() {
     for name in StandardFields::names() {
         let arg = match name {
             "jevt.value" => Some("/verb"),
-            "ka.uri.param" | "ka.req.volume.hostpath" | "ka.req.binding.subject.has_name" => {
-                Some("x")
-            }
+            "ka.uri.param"
+            | "ka.req.volume.hostpath"
+            | "ka.req.binding.subject.has_name"
+            | "kafka.header" => Some("x"),
             _ => None,
         };
         assert!(StandardFields.resolve(name, arg).is_ok(), "{name}");

@@ -849,3 +849,115 @@ fn tls_with_a_client_certificate_ships_and_reads_and_a_wrong_ca_delivers_nothing
     );
     assert_eq!(delivered.unwrap_or_default(), 0.0);
 }
+
+/// An HTTP endpoint that answers 503 to its first `failures` requests and
+/// 200 to the rest, keeping the NDJSON lines of the requests it took.
+fn flaky_endpoint(failures: usize) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the endpoint");
+    let port = listener.local_addr().expect("its address").port();
+    let taken = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = taken.clone();
+    std::thread::spawn(move || {
+        let mut requests = 0usize;
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let mut reader = BufReader::new(stream);
+            loop {
+                let mut length = 0usize;
+                let mut line = String::new();
+                let mut head = 0;
+                while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                    head += 1;
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(value) = lower.strip_prefix("content-length:") {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                    line.clear();
+                }
+                if head == 0 {
+                    break;
+                }
+                let mut body = vec![0; length];
+                if reader.read_exact(&mut body).is_err() {
+                    break;
+                }
+                requests += 1;
+                let status = if requests <= failures {
+                    "503 Service Unavailable"
+                } else {
+                    let text = String::from_utf8_lossy(&body).into_owned();
+                    let mut taken = kept.lock().expect("the endpoint's lines");
+                    taken.extend(text.lines().map(str::to_string));
+                    "200 OK"
+                };
+                let answer = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n");
+                if reader.get_mut().write_all(answer.as_bytes()).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    (port, taken)
+}
+
+#[test]
+fn a_batch_a_sink_could_not_deliver_is_read_again_from_kafka_and_delivered() {
+    let workspace = Workspace::new();
+    let topic = unique_topic("rewind");
+    create_topic(&topic, 1);
+    let input = generate(&["--count", "3000", "--seed", "8"]);
+    ship(&workspace, &topic, &input, "");
+    // The first two requests fail with no retry left: the source reads those events again.
+    let (endpoint, taken) = flaky_endpoint(2);
+    let port = free_port();
+    let config = workspace.config(&format!(
+        r#"data_dir = "{{dir}}/aggregator"
+[api]
+address = "127.0.0.1:{port}"
+[sources.kafka]
+type = "kafka"
+bootstrap_servers = "{}"
+topics = ["{topic}"]
+group_id = "rewind"
+[sinks.out]
+type = "http"
+inputs = ["kafka"]
+uri = "http://127.0.0.1:{endpoint}/"
+batch = {{ max_events = 500, timeout = "100ms" }}
+request = {{ retry_attempts = 0 }}
+"#,
+        bootstrap()
+    ));
+    let mut child = common::start_logged(&workspace, &config);
+    let input = input_lines(&input);
+    wait_for(
+        Duration::from_secs(60),
+        "every event at the endpoint",
+        || {
+            let taken = taken.lock().expect("lines");
+            counts(&taken).len() >= counts(&input).len()
+        },
+    );
+    let metrics = http_get(port, "/metrics")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    terminate(&child);
+    assert!(wait_exit(&mut child, Duration::from_secs(60)).success());
+    let log = std::fs::read_to_string(workspace.path("auditflow.log")).unwrap_or_default();
+    assert!(
+        log.contains("was not delivered; reading again from offset"),
+        "{log}"
+    );
+    let taken = taken.lock().expect("lines").clone();
+    assert_every_event(&input, &taken);
+    let failed = metric(
+        &metrics,
+        "auditflow_component_errors_total",
+        &[("component_id", "out"), ("error_type", "delivery_failed")],
+    );
+    assert!(failed.unwrap_or_default() >= 1.0, "{metrics}");
+}

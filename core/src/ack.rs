@@ -16,22 +16,27 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
 /// The outcome of a batch, once every copy of every event in it is finished.
+///
+/// The worst status a holder reports wins, in this order: a batch with an
+/// event a sink could not deliver is `Errored` even if another event of it was
+/// refused for good, so the source reads it again rather than passing what
+/// was not delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum BatchStatus {
     /// Every sink that received an event delivered it (or it was dropped on purpose).
     Delivered = 0,
+    /// A sink refused an event for good (it would fail again); the others were delivered.
+    Rejected = 1,
     /// A sink could not deliver an event (it may be retried by re-reading the source).
-    Errored = 1,
-    /// A sink refused an event for good (it would fail again).
-    Rejected = 2,
+    Errored = 2,
 }
 
 impl BatchStatus {
     fn from_u8(value: u8) -> BatchStatus {
         match value {
             0 => BatchStatus::Delivered,
-            1 => BatchStatus::Errored,
-            _ => BatchStatus::Rejected,
+            1 => BatchStatus::Rejected,
+            _ => BatchStatus::Errored,
         }
     }
 }
@@ -144,6 +149,16 @@ mod tests {
         assert_eq!(receiver.try_status(), None);
         drop(copy);
         assert_eq!(receiver.await, BatchStatus::Delivered);
+    }
+
+    #[tokio::test]
+    async fn a_failure_outranks_a_refusal() {
+        let (finalizer, receiver) = BatchNotifier::new_batch();
+        let copy = finalizer.clone();
+        finalizer.fail(BatchStatus::Errored);
+        copy.fail(BatchStatus::Rejected);
+        drop((finalizer, copy));
+        assert_eq!(receiver.wait().await, BatchStatus::Errored);
     }
 
     #[tokio::test]

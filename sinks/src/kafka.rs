@@ -39,20 +39,17 @@
 //! message_timeout = "5m"
 //! ```
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use auditflow_clients::kafka::{split_options, ComponentLog, KafkaConnection};
+use auditflow_clients::kafka::{parse_with_connection, ComponentLog, KafkaConnection, Reserved};
 use auditflow_core::ack::BatchStatus;
 use auditflow_core::component::{ComponentTask, SinkConfig, SinkContext};
 use auditflow_core::config::duration::deserialize_duration;
-use auditflow_core::config::{parse_options, OptionError};
+use auditflow_core::config::OptionError;
 use auditflow_core::event::{Event, Payload};
 use auditflow_core::template::Template;
 use auditflow_core::throttle::Throttle;
-use futures::future::BoxFuture;
-use futures::stream::FuturesUnordered;
-use futures::StreamExt;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -60,6 +57,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedPro
 use rdkafka::ClientContext;
 use serde::Deserialize;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use crate::http_client::{BatchOptions, BatchTable, RequestOptions};
 use crate::retry::Backoff;
@@ -184,18 +182,33 @@ pub struct KafkaSinkConfig {
     topic: Template,
 }
 
+/// The librdkafka properties the sink sets itself: `librdkafka_options` may not
+/// override them (its guarantees rest on the first ones; the others have options).
+pub const RESERVED: [Reserved; 13] = [
+    ("bootstrap.servers", "set bootstrap_servers"),
+    (
+        "enable.idempotence",
+        "the sink always writes each message once, in order",
+    ),
+    ("acks", "the sink always waits for every in-sync replica"),
+    (
+        "request.required.acks",
+        "the sink always waits for every in-sync replica",
+    ),
+    ("queue.buffering.max.messages", "set max_in_flight_events"),
+    ("message.timeout.ms", "set message_timeout"),
+    ("compression.type", "set compression"),
+    ("compression.codec", "set compression"),
+    ("linger.ms", "set batch.timeout"),
+    ("queue.buffering.max.ms", "set batch.timeout"),
+    ("batch.num.messages", "set batch.max_events"),
+    ("batch.size", "set batch.max_bytes"),
+    ("message.max.bytes", "set max_message_bytes"),
+];
+
 /// Checks the options table of a `kafka` sink.
 pub fn parse(options: &toml::Table) -> Result<Box<dyn SinkConfig>, Vec<OptionError>> {
-    let (connection, own) = split_options(options);
-    let own = parse_options::<KafkaSinkOptions>(&own);
-    let (connection, own) = match (connection, own) {
-        (Ok(connection), Ok(own)) => (connection, own),
-        (connection, own) => {
-            let mut errors = connection.err().unwrap_or_default();
-            errors.extend(own.err().unwrap_or_default());
-            return Err(errors);
-        }
-    };
+    let (connection, own) = parse_with_connection::<KafkaSinkOptions>(options, &RESERVED)?;
     let mut errors = Vec::new();
     let topic = Template::parse(&own.topic)
         .map_err(|message| errors.push(OptionError::new("topic", message)))
@@ -203,13 +216,16 @@ pub fn parse(options: &toml::Table) -> Result<Box<dyn SinkConfig>, Vec<OptionErr
     let batch = own.batch.or(DEFAULT_BATCH);
     batch.check(&mut errors);
     own.request.check(&mut errors);
-    if own.message_timeout < Duration::from_millis(1) {
-        errors.push(OptionError::new("message_timeout", "must be at least 1ms"));
+    if own.message_timeout <= batch.timeout {
+        errors.push(OptionError::new(
+            "message_timeout",
+            "must be longer than batch.timeout (librdkafka's message.timeout.ms must exceed linger.ms)",
+        ));
     }
-    if own.max_in_flight_events == 0 {
+    if own.max_in_flight_events == 0 || own.max_in_flight_events > MAX_IN_FLIGHT {
         errors.push(OptionError::new(
             "max_in_flight_events",
-            "must be at least 1",
+            format!("must be between 1 and {MAX_IN_FLIGHT}"),
         ));
     }
     if !(1000..=1_000_000_000).contains(&own.max_message_bytes) {
@@ -218,23 +234,43 @@ pub fn parse(options: &toml::Table) -> Result<Box<dyn SinkConfig>, Vec<OptionErr
             "must be between 1000 and 1000000000 (librdkafka's bounds)",
         ));
     }
-    match topic {
-        Some(topic) if errors.is_empty() => Ok(Box::new(KafkaSinkConfig {
-            connection,
-            options: own,
-            batch,
-            topic,
-        })),
-        _ => Err(errors),
-    }
+    let Some(topic) = topic.filter(|_| errors.is_empty()) else {
+        return Err(errors);
+    };
+    let config = KafkaSinkConfig {
+        connection,
+        options: own,
+        batch,
+        topic,
+    };
+    config
+        .connection
+        .check_client_config(&config.properties())
+        .map_err(|error| vec![error])?;
+    Ok(Box::new(config))
 }
+
+/// The most `max_in_flight_events` (librdkafka's queue holds at most 10,000,000 messages).
+const MAX_IN_FLIGHT: usize = 1_000_000;
 
 impl SinkConfig for KafkaSinkConfig {
     fn build(&self, context: SinkContext) -> anyhow::Result<ComponentTask> {
         let (reports_sender, reports) = mpsc::unbounded_channel();
-        let producer = self.producer(&context, reports_sender)?;
+        let client = ProducerClient {
+            log: ComponentLog::new(context.id.clone()),
+            reports: reports_sender,
+        };
+        let producer = self
+            .connection
+            .client_config(&context.id, &self.properties())
+            .create_with_context(client)
+            .map_err(|error| {
+                anyhow::anyhow!(
+                    "cannot create the Kafka producer: {error}; check the sink's options"
+                )
+            })?;
         let sink = KafkaSink {
-            producer,
+            producer: Some(producer),
             reports,
             topic: self.topic.clone(),
             options: self.options.clone(),
@@ -244,11 +280,13 @@ impl SinkConfig for KafkaSinkConfig {
             ),
             scratch: Scratch::default(),
             slots: Slots::new(self.options.max_in_flight_events),
-            waiting: FuturesUnordered::new(),
+            waiting: BTreeMap::new(),
+            waits: 0,
             pending: VecDeque::new(),
             delivered: Delivered::default(),
             refused: Vec::new(),
             input_open: true,
+            fatal: None,
             retry_warning: Throttle::new(WARNING_INTERVAL),
         };
         Ok(Box::pin(sink.run(context)))
@@ -256,39 +294,26 @@ impl SinkConfig for KafkaSinkConfig {
 }
 
 impl KafkaSinkConfig {
-    fn producer(
-        &self,
-        context: &SinkContext,
-        reports: mpsc::UnboundedSender<Report>,
-    ) -> anyhow::Result<ThreadedProducer<ProducerClient>> {
-        let mut config = self.connection.client_config(&context.id);
+    /// The producer properties the sink's options make.
+    fn properties(&self) -> Vec<(&'static str, String)> {
         let options = &self.options;
-        config
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("compression.type", options.compression.as_str())
-            .set("linger.ms", self.batch.timeout.as_millis().to_string())
-            .set("batch.num.messages", self.batch.max_events.to_string())
-            .set("batch.size", self.batch.max_bytes.to_string())
-            .set(
+        vec![
+            ("enable.idempotence", "true".to_string()),
+            ("acks", "all".to_string()),
+            ("compression.type", options.compression.as_str().to_string()),
+            ("linger.ms", self.batch.timeout.as_millis().to_string()),
+            ("batch.num.messages", self.batch.max_events.to_string()),
+            ("batch.size", self.batch.max_bytes.to_string()),
+            (
                 "message.timeout.ms",
                 options.message_timeout.as_millis().to_string(),
-            )
-            .set("message.max.bytes", options.max_message_bytes.to_string())
-            .set(
+            ),
+            ("message.max.bytes", options.max_message_bytes.to_string()),
+            (
                 "queue.buffering.max.messages",
                 (options.max_in_flight_events + 1).to_string(),
-            );
-        for (name, value) in &self.connection.librdkafka_options {
-            config.set(name, value);
-        }
-        let client = ProducerClient {
-            log: ComponentLog::new(context.id.clone()),
-            reports,
-        };
-        config.create_with_context(client).map_err(|error| {
-            anyhow::anyhow!("cannot create the Kafka producer: {error}; check the sink's options")
-        })
+            ),
+        ]
     }
 }
 
@@ -302,7 +327,7 @@ struct Report {
 /// The producer's context: librdkafka's log lines and errors through
 /// `tracing`, and each delivery report handed to the sink's task (librdkafka
 /// calls it on the producer's polling thread).
-pub struct ProducerClient {
+struct ProducerClient {
     log: ComponentLog,
     reports: mpsc::UnboundedSender<Report>,
 }
@@ -369,20 +394,33 @@ impl Slots {
         !self.free.is_empty()
     }
 
-    fn put(&mut self, message: InFlight) -> Result<usize, InFlight> {
+    /// Puts a message in a free slot: its index and the message, or the message back when none is free.
+    fn put(&mut self, message: InFlight) -> Result<(usize, &mut InFlight), InFlight> {
         let Some(slot) = self.free.pop() else {
             return Err(message);
         };
-        if let Some(place) = self.slots.get_mut(slot) {
-            *place = Some(message);
+        match self.slots.get_mut(slot) {
+            Some(place) => Ok((slot, place.insert(message))),
+            None => Err(message),
         }
-        Ok(slot)
     }
 
     fn take(&mut self, slot: usize) -> Option<InFlight> {
         let message = self.slots.get_mut(slot)?.take()?;
         self.free.push(slot);
         Some(message)
+    }
+
+    /// Every message in flight, its slot freed.
+    fn drain(&mut self) -> Vec<Event> {
+        let events: Vec<Event> = self
+            .slots
+            .iter_mut()
+            .filter_map(Option::take)
+            .map(|message| message.event)
+            .collect();
+        self.free = (0..self.slots.len()).rev().collect();
+        events
     }
 }
 
@@ -392,25 +430,33 @@ enum Refusal {
     QueueFull(Event, u32),
     /// The message can never be delivered.
     Never(Event, String),
+    /// It failed in a way that may pass: produce it again after a backoff.
+    Again(Event, u32, KafkaError),
+    /// The producer can produce no more (librdkafka's fatal error).
+    Fatal(Event, KafkaError),
 }
 
 struct KafkaSink {
-    producer: ThreadedProducer<ProducerClient>,
+    /// `None` once dropped, off the runtime's threads (dropping it joins its thread and flushes).
+    producer: Option<ThreadedProducer<ProducerClient>>,
     reports: mpsc::UnboundedReceiver<Report>,
     topic: Template,
     options: KafkaSinkOptions,
     backoff: Backoff,
     scratch: Scratch,
     slots: Slots,
-    /// Messages waiting out a backoff before they are produced again (or a
-    /// wait for room in a queue another producer filled).
-    waiting: FuturesUnordered<BoxFuture<'static, Option<(Event, u32)>>>,
+    /// Messages waiting out a backoff before they are produced again, by when
+    /// they are due (and a number that keeps equal times apart).
+    waiting: BTreeMap<(Instant, u64), (Event, u32)>,
+    waits: u64,
     /// Messages to produce, with the productions made so far.
     pending: VecDeque<(Event, u32)>,
     delivered: Delivered,
     /// Messages that will never be delivered, with the reason, for the `errors` output.
     refused: Vec<(Event, String)>,
     input_open: bool,
+    /// The fatal error that stopped the producer.
+    fatal: Option<KafkaError>,
     /// Failed deliveries are logged once per interval, not once per message.
     retry_warning: Throttle,
 }
@@ -421,35 +467,50 @@ const WARNING_INTERVAL: Duration = Duration::from_secs(10);
 /// Delivery reports settled at a time.
 const REPORTS_AT_ONCE: usize = 1024;
 
-/// How long to wait when librdkafka's queue is full of messages that are not this sink's.
-const QUEUE_FULL_WAIT: Duration = Duration::from_millis(10);
-
 impl KafkaSink {
     async fn run(mut self, mut context: SinkContext) -> anyhow::Result<()> {
+        let result = self.deliver(&mut context).await;
+        if result.is_err() {
+            // Whatever was not delivered is reported so, never left to resolve as delivered.
+            self.fail_everything(&context);
+        }
+        if let Some(producer) = self.producer.take() {
+            let _ = tokio::task::spawn_blocking(move || drop(producer)).await;
+        }
+        result
+    }
+
+    /// Delivers until the input has ended and every message is settled.
+    async fn deliver(&mut self, context: &mut SinkContext) -> anyhow::Result<()> {
         let mut reports = Vec::with_capacity(REPORTS_AT_ONCE);
         loop {
-            let blocked = self.produce_pending(&context);
+            let blocked = self.produce_pending(context);
+            if let Some(error) = &self.fatal {
+                anyhow::bail!("the Kafka producer failed for good ({error}); the events not delivered are reported so");
+            }
             context
                 .refuse(std::mem::take(&mut self.refused), "message_refused")
                 .await;
-            let read =
-                self.input_open && !blocked && self.pending.is_empty() && self.slots.has_room();
+            let budget = self.slots.in_flight() + self.waiting.len() + self.pending.len();
+            let read = self.input_open
+                && !blocked
+                && self.pending.is_empty()
+                && budget < self.options.max_in_flight_events;
             let in_flight = self.slots.in_flight() > 0;
+            let next_due = self.waiting.keys().next().map(|(due, _)| *due);
             tokio::select! {
                 biased;
                 received = self.reports.recv_many(&mut reports, REPORTS_AT_ONCE), if in_flight => {
                     if received == 0 {
-                        anyhow::bail!("the Kafka producer's delivery reports stopped; its events were not acknowledged");
+                        anyhow::bail!("the Kafka producer's delivery reports stopped");
                     }
                     for report in reports.drain(..) {
-                        self.settle(report, &context);
+                        self.settle(report, context);
                     }
-                    self.delivered.acknowledge(&context);
+                    self.delivered.acknowledge(context);
                 }
-                again = self.waiting.next(), if !self.waiting.is_empty() => {
-                    if let Some(Some(message)) = again {
-                        self.pending.push_back(message);
-                    }
+                _ = tokio::time::sleep_until(next_due.unwrap_or_else(Instant::now)), if next_due.is_some() => {
+                    self.release_due();
                 }
                 batch = context.input.recv(), if read => match batch {
                     Some(events) => self.pending.extend(events.into_iter().map(|event| (event, 0))),
@@ -458,105 +519,169 @@ impl KafkaSink {
                 else => break,
             }
         }
-        self.delivered.acknowledge(&context);
-        let undelivered: Vec<Event> = self.pending.drain(..).map(|(event, _)| event).collect();
+        self.delivered.acknowledge(context);
+        Ok(())
+    }
+
+    /// Moves the messages whose backoff is over back to the front of the queue, in order.
+    fn release_due(&mut self) {
+        let now = Instant::now();
+        let mut due = Vec::new();
+        while let Some(entry) = self.waiting.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            due.push(entry.remove());
+        }
+        for message in due.into_iter().rev() {
+            self.pending.push_front(message);
+        }
+    }
+
+    /// Reports every message not delivered (in flight, waiting, pending) as not delivered.
+    fn fail_everything(&mut self, context: &SinkContext) {
+        self.delivered.acknowledge(context);
+        let mut undelivered = self.slots.drain();
+        undelivered.extend(
+            std::mem::take(&mut self.waiting)
+                .into_values()
+                .map(|(event, _)| event),
+        );
+        undelivered.extend(self.pending.drain(..).map(|(event, _)| event));
+        undelivered.extend(self.refused.drain(..).map(|(event, _)| event));
         if !undelivered.is_empty() {
             context.failed(undelivered, BatchStatus::Errored, "delivery_failed");
         }
-        Ok(())
+    }
+
+    /// Waits out a backoff, then produces the message again.
+    fn wait_and_retry(
+        &mut self,
+        event: Event,
+        attempt: u32,
+        error: &KafkaError,
+        context: &SinkContext,
+    ) {
+        let wait = self.backoff.wait(attempt.saturating_sub(1));
+        context.metrics.error("delivery_retried", 1);
+        if let Some(more) = self.retry_warning.allow() {
+            tracing::warn!(component_id = %context.id, "a message was not delivered ({error}); it is produced again in {wait:?} ({more} more such retries since the last warning)");
+        }
+        self.waits += 1;
+        self.waiting
+            .insert((Instant::now() + wait, self.waits), (event, attempt));
     }
 
     /// Hands pending messages to librdkafka while there are slots; `true` when
     /// its queue is full (deliveries must be waited for before more can go).
     fn produce_pending(&mut self, context: &SinkContext) -> bool {
-        while self.slots.has_room() {
+        while self.slots.has_room() && self.fatal.is_none() {
             let Some((event, attempt)) = self.pending.pop_front() else {
                 return false;
             };
             match self.produce(event, attempt, context) {
-                Ok(()) => {}
-                Err(Refusal::QueueFull(event, attempt)) => {
-                    self.pending.push_front((event, attempt));
+                None => {}
+                Some(Refusal::QueueFull(event, attempt)) => {
                     if self.slots.in_flight() == 0 {
-                        // Nothing of ours to wait for (another producer fills the queue): look again soon.
-                        self.waiting.push(Box::pin(async {
-                            tokio::time::sleep(QUEUE_FULL_WAIT).await;
-                            None
-                        }));
+                        // Nothing in flight, yet no room: this one message is larger than the queue.
+                        let reason = "the message does not fit librdkafka's queue even when it is empty (queue.buffering.max.kbytes); raise it in librdkafka_options, or lower max_message_bytes".to_string();
+                        self.refused.push((event, reason));
+                        continue;
                     }
+                    self.pending.push_front((event, attempt));
                     return true;
                 }
-                Err(Refusal::Never(event, reason)) => self.refused.push((event, reason)),
+                Some(Refusal::Never(event, reason)) => self.refused.push((event, reason)),
+                Some(Refusal::Again(event, attempt, error)) => {
+                    self.wait_and_retry(event, attempt + 1, &error, context)
+                }
+                Some(Refusal::Fatal(event, error)) => {
+                    self.pending.push_front((event, attempt));
+                    self.fatal = Some(error);
+                }
             }
         }
         false
     }
 
-    /// Produces one message into a free slot.
-    fn produce(
-        &mut self,
-        event: Event,
-        attempt: u32,
-        context: &SinkContext,
-    ) -> Result<(), Refusal> {
+    /// Renders the topic, key and payload of an event into the scratch buffers;
+    /// whether the message has a key.
+    fn render(&mut self, event: &Event, context: &SinkContext) -> bool {
         let Scratch {
             topic,
             key,
             payload,
         } = &mut self.scratch;
         topic.clear();
-        if self.topic.render(&event, topic).missing > 0 {
+        if self.topic.render(event, topic).missing > 0 {
             context.metrics.error("template_field_missing", 1);
         }
         sanitize_topic(topic);
         key.clear();
-        let keyed = write_key(&event, self.options.key_field, key);
         payload.clear();
         if !matches!(event.payload, Payload::Audit(_)) {
             let _ = event.write_json(payload);
         }
+        write_key(event, self.options.key_field, key)
+    }
+
+    /// Produces one message into a free slot; what became of it if it could not be.
+    fn produce(&mut self, event: Event, attempt: u32, context: &SinkContext) -> Option<Refusal> {
+        let keyed = self.render(&event, context);
         let headers = self.options.headers.then(|| headers_of(&event));
-        let in_flight = InFlight {
+        let Some(producer) = &self.producer else {
+            return Some(Refusal::Fatal(event, KafkaError::Canceled));
+        };
+        let message = InFlight {
             size: 0,
             event,
             attempt: attempt + 1,
         };
-        let slot = match self.slots.put(in_flight) {
-            Ok(slot) => slot,
-            Err(message) => return Err(Refusal::QueueFull(message.event, attempt)),
-        };
-        let Some(Some(message)) = self.slots.slots.get_mut(slot) else {
-            return Ok(());
+        let (slot, message) = match self.slots.put(message) {
+            Ok(placed) => placed,
+            Err(message) => return Some(Refusal::QueueFull(message.event, attempt)),
         };
         let body: &[u8] = match &message.event.payload {
             Payload::Audit(audit) => audit.as_json().as_bytes(),
-            _ => payload,
+            _ => &self.scratch.payload,
         };
         message.size = body.len();
-        let mut record = BaseRecord::<str, [u8], usize>::with_opaque_to(topic, slot).payload(body);
+        let size = message.size;
+        let mut record =
+            BaseRecord::<str, [u8], usize>::with_opaque_to(&self.scratch.topic, slot).payload(body);
         if keyed {
-            record = record.key(key.as_str());
+            record = record.key(self.scratch.key.as_str());
         }
         if let Some(headers) = headers {
             record = record.headers(headers);
         }
-        let Err((error, _)) = self.producer.send(record) else {
-            return Ok(());
+        let Err((error, _)) = producer.send(record) else {
+            return None;
         };
-        let size = message.size;
-        let Some(InFlight { event, .. }) = self.slots.take(slot) else {
-            return Ok(());
+        let event = match self.slots.take(slot) {
+            Some(message) => message.event,
+            None => return None,
         };
-        Err(match error.rdkafka_error_code() {
+        Some(self.send_refusal(event, attempt, size, error))
+    }
+
+    /// What a failed hand-over to librdkafka means for the message.
+    fn send_refusal(&self, event: Event, attempt: u32, size: usize, error: KafkaError) -> Refusal {
+        match error.rdkafka_error_code() {
             Some(RDKafkaErrorCode::QueueFull) => Refusal::QueueFull(event, attempt),
+            Some(RDKafkaErrorCode::Fatal) => Refusal::Fatal(event, error),
             Some(RDKafkaErrorCode::MessageSizeTooLarge) => {
                 Refusal::Never(event, too_large(size, self.options.max_message_bytes))
             }
-            _ => Refusal::Never(
+            Some(RDKafkaErrorCode::InvalidTopic) => Refusal::Never(
                 event,
-                format!("the Kafka producer refused the message for topic `{topic}`: {error}"),
+                format!(
+                    "the topic `{}` is not a valid topic name ({error})",
+                    self.scratch.topic
+                ),
             ),
-        })
+            _ => Refusal::Again(event, attempt, error),
+        }
     }
 
     /// Acts on one delivery report.
@@ -573,18 +698,13 @@ impl KafkaSink {
             Ok(()) => return self.delivered.push(event, size, context),
             Err(error) => error,
         };
-        if let Some(reason) = never_deliverable(&error, self.options.max_message_bytes) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
+            self.pending.push_front((event, attempt));
+            self.fatal = Some(error);
+        } else if let Some(reason) = never_deliverable(&error, self.options.max_message_bytes) {
             self.refused.push((event, reason));
         } else if self.input_open {
-            let wait = self.backoff.wait(attempt.saturating_sub(1));
-            context.metrics.error("delivery_retried", 1);
-            if let Some(more) = self.retry_warning.allow() {
-                tracing::warn!(component_id = %context.id, "a message was not delivered ({error}); it is produced again in {wait:?} ({more} more such retries since the last warning)");
-            }
-            self.waiting.push(Box::pin(async move {
-                tokio::time::sleep(wait).await;
-                Some((event, attempt))
-            }));
+            self.wait_and_retry(event, attempt, &error, context);
         } else {
             if self.retry_warning.allow().is_some() {
                 tracing::error!(component_id = %context.id, "a message was not delivered ({error}) and the pipeline is stopping; it is reported as not delivered (counted in delivery_failed)");
@@ -623,20 +743,19 @@ impl Delivered {
     }
 }
 
-/// Why a failed message will never be delivered, or `None` if trying again may work.
+/// Why a failed message will never be delivered, or `None` if trying again
+/// may work: only a size over a limit, a topic name the broker refuses, and a
+/// record it refuses to store; anything else (a broker down, an authorization
+/// an operator has yet to grant, a timeout) is tried again.
 fn never_deliverable(error: &KafkaError, max_message_bytes: usize) -> Option<String> {
     let code = error.rdkafka_error_code()?;
     match code {
-        RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessageSize => Some(format!(
+        RDKafkaErrorCode::MessageSizeTooLarge
+        | RDKafkaErrorCode::InvalidMessageSize
+        | RDKafkaErrorCode::MessageBatchTooLarge => Some(format!(
             "the broker refused the message as too large ({error}); this sink's limit is {max_message_bytes} bytes (max_message_bytes): raise the broker's message.max.bytes and the topic's max.message.bytes, or lower max_message_bytes to match them"
         )),
-        RDKafkaErrorCode::TopicAuthorizationFailed
-        | RDKafkaErrorCode::ClusterAuthorizationFailed
-        | RDKafkaErrorCode::InvalidTopic
-        | RDKafkaErrorCode::InvalidRecord
-        | RDKafkaErrorCode::InvalidMessage
-        | RDKafkaErrorCode::MessageBatchTooLarge
-        | RDKafkaErrorCode::UnknownTopic => Some(format!(
+        RDKafkaErrorCode::InvalidTopic | RDKafkaErrorCode::InvalidRecord => Some(format!(
             "the broker refused the message for good: {error}"
         )),
         _ => None,

@@ -65,13 +65,16 @@ fn permanent_failures_are_told_from_passing_ones() {
     let too_large = KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge);
     let reason = never_deliverable(&too_large, 1_000_000).expect("never deliverable");
     assert!(reason.contains("1000000 bytes"), "{reason}");
-    let denied = KafkaError::MessageProduction(RDKafkaErrorCode::TopicAuthorizationFailed);
-    assert!(never_deliverable(&denied, 1).is_some());
+    let invalid = KafkaError::MessageProduction(RDKafkaErrorCode::InvalidTopic);
+    assert!(never_deliverable(&invalid, 1).is_some());
     for passing in [
         RDKafkaErrorCode::MessageTimedOut,
         RDKafkaErrorCode::AllBrokersDown,
         RDKafkaErrorCode::NotEnoughReplicas,
         RDKafkaErrorCode::UnknownTopicOrPartition,
+        // An operator grants it later: the events wait, they are not refused.
+        RDKafkaErrorCode::TopicAuthorizationFailed,
+        RDKafkaErrorCode::InvalidMessage,
     ] {
         let error = KafkaError::MessageProduction(passing);
         assert!(never_deliverable(&error, 1).is_none(), "{passing:?}");
@@ -120,4 +123,65 @@ fn the_batch_defaults_are_the_sinks_own() {
     assert_eq!(batch.max_bytes, 2048);
     assert_eq!(batch.max_events, DEFAULT_BATCH.max_events);
     assert_eq!(batch.timeout, Duration::from_millis(5));
+}
+
+#[test]
+fn librdkafka_options_cannot_switch_the_guarantees_off_and_the_derived_client_is_checked() {
+    let errors = parse_text(
+        "bootstrap_servers = \"k:9092\"\ntopic = \"t\"\nlibrdkafka_options = { acks = \"1\", \"enable.idempotence\" = \"false\", \"linger.ms\" = \"50\" }",
+    )
+    .map(|_| ())
+    .expect_err("reserved properties");
+    let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "librdkafka_options.acks",
+            "librdkafka_options.enable.idempotence",
+            "librdkafka_options.linger.ms"
+        ]
+    );
+    assert!(
+        errors[2].message.contains("set batch.timeout"),
+        "{errors:?}"
+    );
+    // librdkafka wants message.timeout.ms above linger.ms: refused at validate, not at run.
+    let errors = parse_text(
+        "bootstrap_servers = \"k:9092\"\ntopic = \"t\"\nbatch = { timeout = \"2s\" }\nmessage_timeout = \"1s\"",
+    )
+    .map(|_| ())
+    .expect_err("an inconsistent client");
+    assert_eq!(errors[0].field, "message_timeout", "{errors:?}");
+    let errors = parse_text(
+        "bootstrap_servers = \"k:9092\"\ntopic = \"t\"\nbatch = { max_events = 2000000 }",
+    )
+    .map(|_| ())
+    .expect_err("out of librdkafka's range");
+    assert!(
+        errors[0].message.contains("librdkafka refuses"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn slots_hand_out_each_index_once_and_drain_every_message() {
+    let mut slots = Slots::new(2);
+    let event = || audit(r#"{"auditID":"a","stage":"ResponseComplete","verb":"get"}"#);
+    let message = |event| InFlight {
+        event,
+        size: 1,
+        attempt: 1,
+    };
+    let (first, _) = slots.put(message(event())).ok().expect("a free slot");
+    let (second, _) = slots.put(message(event())).ok().expect("a free slot");
+    assert_ne!(first, second);
+    assert!(slots.put(message(event())).is_err(), "full");
+    assert_eq!(slots.in_flight(), 2);
+    assert!(slots.take(first).is_some());
+    assert!(
+        slots.take(first).is_none(),
+        "a report for a freed slot settles nothing"
+    );
+    assert_eq!(slots.drain().len(), 1);
+    assert_eq!(slots.in_flight(), 0);
 }

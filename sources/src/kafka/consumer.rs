@@ -11,6 +11,7 @@
 //! next batch over and polls no more (backpressure reaches the broker as
 //! unread messages, never as memory).
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -22,7 +23,7 @@ use auditflow_core::throttle::Throttle;
 use bytes::Bytes;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -75,6 +76,14 @@ impl Shared {
     /// Records a batch's outcome and wakes a revocation waiting for it.
     pub fn settle(&self, span: &Span, status: auditflow_core::ack::BatchStatus) {
         self.tracker().settle(span, status);
+        self.settled.notify_all();
+    }
+
+    /// The source has stopped: polling ends, a revocation waits no more, and
+    /// the thread makes its last commit and closes the consumer.
+    pub fn finish(&self) {
+        self.stop_polling.store(true, Ordering::Release);
+        self.finished.store(true, Ordering::Release);
         self.settled.notify_all();
     }
 }
@@ -143,7 +152,7 @@ impl KafkaMetrics {
         self.component
             .registry()
             .gauge(
-                "auditflow_kafka_consumer_lag",
+                LAG,
                 "Messages of a partition not yet read by a kafka source (librdkafka's statistics).",
                 &self
                     .component
@@ -151,7 +160,33 @@ impl KafkaMetrics {
             )
             .set(lag);
     }
+
+    /// A partition no longer read: its lag series goes.
+    fn forget_lag(&self, topic: &str, partition: i32) {
+        let partition = partition.to_string();
+        self.component.registry().remove(
+            LAG,
+            &self
+                .component
+                .labels_with(&[("topic", topic), ("partition", &partition)]),
+        );
+    }
+
+    /// Counts a failed commit, and logs it once per interval, saying what happens `then`.
+    fn commit_failed(&self, log: &ComponentLog, error: &KafkaError, then: &str) {
+        self.failed_commits.add(1);
+        let allowed = match self.commit_warning.lock() {
+            Ok(mut throttle) => throttle.allow(),
+            Err(poisoned) => poisoned.into_inner().allow(),
+        };
+        if let Some(more) = allowed {
+            tracing::warn!(component_id = %log.component_id(), "committing offsets failed: {error}; {then} ({more} more failed commits since the last warning)");
+        }
+    }
 }
+
+/// The consumer lag gauge.
+const LAG: &str = "auditflow_kafka_consumer_lag";
 
 /// The consumer's context: logs, statistics and rebalances.
 pub struct SourceClient {
@@ -208,13 +243,16 @@ impl SourceClient {
             .filter_map(|p| Some((p.clone(), tracker.revoke(p)?)))
             .collect();
         drop(tracker);
-        commit(
-            consumer,
-            &offsets,
-            CommitMode::Sync,
-            &self.metrics,
-            &self.log,
-        );
+        for (topic, partition) in &partitions {
+            self.metrics.forget_lag(topic, *partition);
+        }
+        if let Err(error) = commit(consumer, &offsets, CommitMode::Sync, &self.metrics) {
+            self.metrics.commit_failed(
+                &self.log,
+                &error,
+                "the next owner of these partitions reads from their last commit",
+            );
+        }
     }
 }
 
@@ -256,7 +294,24 @@ impl ConsumerContext for SourceClient {
                 tracing::info!(component_id = %self.log.component_id(), "partitions assigned: {}", describe(assigned));
             }
             Rebalance::Error(error) => {
-                tracing::warn!(component_id = %self.log.component_id(), "rebalance failed: {error}")
+                // librdkafka unassigns every partition: nothing tracked may be committed any more.
+                self.shared.tracker().forget_all();
+                tracing::warn!(component_id = %self.log.component_id(), "rebalance failed: {error}; the partitions are given up, and read from their last commit once assigned again");
+            }
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        let Err(error) = result else {
+            return;
+        };
+        self.metrics
+            .commit_failed(&self.log, &error, "tried again at the next commit");
+        let mut tracker = self.shared.tracker();
+        for element in offsets.elements() {
+            if let Offset::Offset(offset) = element.offset() {
+                let partition = (Arc::from(element.topic()), element.partition());
+                tracker.retry_commit(&partition, offset);
             }
         }
     }
@@ -275,40 +330,25 @@ fn describe(list: &TopicPartitionList) -> String {
     }
 }
 
-/// Commits offsets (the next offset to read of each partition); a failed commit is tried again later.
+/// Commits offsets (the next offset to read of each partition). An
+/// asynchronous commit that fails at the broker is reported to
+/// [`SourceClient`]'s commit callback; this returns what fails at once.
 fn commit(
     consumer: &BaseConsumer<SourceClient>,
     offsets: &[(TopicPartition, i64)],
     mode: CommitMode,
     metrics: &KafkaMetrics,
-    log: &ComponentLog,
-) -> bool {
+) -> KafkaResult<()> {
     if offsets.is_empty() {
-        return true;
+        return Ok(());
     }
     let mut list = TopicPartitionList::new();
     for ((topic, partition), offset) in offsets {
-        if let Err(error) = list.add_partition_offset(topic, *partition, Offset::Offset(*offset)) {
-            tracing::warn!(component_id = %log.component_id(), "cannot commit {topic}[{partition}] at {offset}: {error}");
-        }
+        list.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
     }
-    match consumer.commit(&list, mode) {
-        Ok(()) => {
-            metrics.commits.add(1);
-            true
-        }
-        Err(error) => {
-            metrics.failed_commits.add(1);
-            let allowed = match metrics.commit_warning.lock() {
-                Ok(mut throttle) => throttle.allow(),
-                Err(poisoned) => poisoned.into_inner().allow(),
-            };
-            if let Some(more) = allowed {
-                tracing::warn!(component_id = %log.component_id(), "committing offsets failed: {error}; tried again at the next commit ({more} more failed commits since the last warning)");
-            }
-            false
-        }
-    }
+    consumer.commit(&list, mode)?;
+    metrics.commits.add(1);
+    Ok(())
 }
 
 /// What the polling thread needs besides the consumer.
@@ -317,10 +357,10 @@ pub struct PollLoop {
     pub consumer: BaseConsumer<SourceClient>,
     /// Shared with the source's tasks.
     pub shared: Arc<Shared>,
-    /// Where framed batches go.
-    pub batches: mpsc::Sender<Polled>,
-    /// The longest message accepted.
-    pub max_message_bytes: usize,
+    /// Where framed batches go; closed once polling stops, so the source sends what is left.
+    pub batches: Option<mpsc::Sender<Polled>>,
+    /// The longest line or document of a message accepted.
+    pub max_line_bytes: usize,
     /// How often acknowledged offsets are committed.
     pub commit_interval: Duration,
     /// The source's metrics.
@@ -329,6 +369,8 @@ pub struct PollLoop {
     pub log: ComponentLog,
     /// Read failures are logged once per interval.
     pub read_warning: Throttle,
+    /// Rewinds are logged once per interval.
+    pub rewind_warning: Throttle,
 }
 
 impl PollLoop {
@@ -345,8 +387,15 @@ impl PollLoop {
                 break;
             }
         }
+        self.batches = None;
+        // Read no more: polling now serves only librdkafka's events (commit results, rebalances).
+        if let Ok(assignment) = self.consumer.assignment() {
+            let _ = self.consumer.pause(&assignment);
+        }
         while !self.shared.finished.load(Ordering::Acquire) {
             self.commit_acknowledged(CommitMode::Async);
+            // Serves the commit callbacks (and librdkafka's other events) while waiting.
+            self.consumer.poll(Duration::ZERO);
             std::thread::sleep(Duration::from_millis(50));
         }
         self.commit_acknowledged(CommitMode::Sync);
@@ -355,7 +404,9 @@ impl PollLoop {
 
     fn commit_acknowledged(&self, mode: CommitMode) {
         let offsets = self.shared.tracker().take_commits();
-        if !commit(&self.consumer, &offsets, mode, &self.metrics, &self.log) {
+        if let Err(error) = commit(&self.consumer, &offsets, mode, &self.metrics) {
+            self.metrics
+                .commit_failed(&self.log, &error, "tried again at the next commit");
             let mut tracker = self.shared.tracker();
             for (partition, offset) in &offsets {
                 tracker.retry_commit(partition, *offset);
@@ -363,17 +414,33 @@ impl PollLoop {
         }
     }
 
-    fn seek_rewinds(&self) {
-        let rewinds = self.shared.tracker().take_rewinds();
+    /// Seeks back the partitions a failed batch rewound. Until its seek is
+    /// made, nothing read from a partition is sent; a seek that fails is tried
+    /// again at the next round.
+    fn seek_rewinds(&mut self) {
+        let rewinds = self.shared.tracker().rewinds();
         for ((topic, partition), offset) in rewinds {
-            tracing::warn!(component_id = %self.log.component_id(), "a batch of {topic}[{partition}] was not delivered; reading again from offset {offset}");
-            if let Err(error) = self.consumer.seek(
+            let sought = self.consumer.seek(
                 &topic,
                 partition,
                 Offset::Offset(offset),
                 Duration::from_secs(10),
-            ) {
-                tracing::error!(component_id = %self.log.component_id(), "cannot seek {topic}[{partition}] back to {offset}: {error}; its events after the last commit are read again after the next rebalance or restart");
+            );
+            let allowed = self.rewind_warning.allow();
+            match sought {
+                Ok(()) => {
+                    self.shared
+                        .tracker()
+                        .rewound(&(topic.clone(), partition), offset);
+                    if let Some(more) = allowed {
+                        tracing::warn!(component_id = %self.log.component_id(), "a batch of {topic}[{partition}] was not delivered; reading again from offset {offset} ({more} more such rewinds since the last warning)");
+                    }
+                }
+                Err(error) => {
+                    if allowed.is_some() {
+                        tracing::error!(component_id = %self.log.component_id(), "cannot seek {topic}[{partition}] back to {offset}: {error}; nothing more of it is sent until the seek succeeds (tried again at each round)");
+                    }
+                }
             }
         }
     }
@@ -381,6 +448,34 @@ impl PollLoop {
     /// One round: poll what comes within a few milliseconds, hand it over by
     /// partition. `false` when the source's task is gone.
     fn poll_round(&mut self) -> bool {
+        let round = self.gather_round();
+        for (partition, gathered) in round {
+            // Read across a rebalance or a rewind: the partition's next owner, or
+            // the seek, reads these messages again.
+            let Some(generation) = gathered.generation else {
+                continue;
+            };
+            let opened =
+                self.shared
+                    .tracker()
+                    .open(partition, generation, gathered.first, gathered.last);
+            let (Some(span), Some(batches)) = (opened, &self.batches) else {
+                continue;
+            };
+            let polled = Polled {
+                span,
+                frames: gathered.frames,
+                origins: gathered.origins,
+            };
+            if batches.blocking_send(polled).is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Polls up to a round's worth of messages, framed by partition.
+    fn gather_round(&mut self) -> BTreeMap<TopicPartition, Gathered> {
         let mut round: BTreeMap<TopicPartition, Gathered> = BTreeMap::new();
         let (mut messages, mut bytes) = (0usize, 0usize);
         let mut deadline: Option<Instant> = None;
@@ -389,12 +484,10 @@ impl PollLoop {
                 Some(deadline) => deadline.saturating_duration_since(Instant::now()),
                 None => IDLE_POLL,
             };
-            let Some(polled) = self.consumer.poll(wait) else {
-                break;
-            };
-            let message = match polled {
-                Ok(message) => message,
-                Err(error) => {
+            let message = match self.consumer.poll(wait) {
+                None => break,
+                Some(Ok(message)) => message,
+                Some(Err(error)) => {
                     if let Some(more) = self.read_warning.allow() {
                         tracing::warn!(component_id = %self.log.component_id(), "reading from Kafka failed: {error} ({more} more such failures since the last warning); librdkafka keeps trying");
                     }
@@ -416,29 +509,21 @@ impl PollLoop {
                 None => Arc::from(message.topic()),
             };
             let origin = origin_of(&message, topic.clone());
-            round
-                .entry((topic, message.partition()))
-                .or_insert_with(|| Gathered::new(message.offset(), self.max_message_bytes))
-                .add(origin, payload);
+            let gathered = match round.entry((topic, message.partition())) {
+                Entry::Occupied(entry) => entry.into_mut(),
+                Entry::Vacant(entry) => {
+                    // The generation the batch belongs to is the one its first message was read in.
+                    let generation = self.shared.tracker().generation(entry.key());
+                    entry.insert(Gathered::new(
+                        generation,
+                        message.offset(),
+                        self.max_line_bytes,
+                    ))
+                }
+            };
+            gathered.add(origin, payload);
         }
-        for (partition, gathered) in round {
-            let span = self
-                .shared
-                .tracker()
-                .open(partition, gathered.first, gathered.last);
-            if self
-                .batches
-                .blocking_send(Polled {
-                    span,
-                    frames: gathered.frames,
-                    origins: gathered.origins,
-                })
-                .is_err()
-            {
-                return false;
-            }
-        }
-        true
+        round
     }
 }
 
@@ -470,21 +555,25 @@ fn origin_of(message: &BorrowedMessage<'_>, topic: Arc<str>) -> Arc<MessageOrigi
 
 /// One partition's messages of a round.
 struct Gathered {
+    /// The partition's generation when its first message of the round was read
+    /// (`None`: not assigned, or waiting for a seek back).
+    generation: Option<u64>,
     first: i64,
     last: i64,
     frames: Vec<Frame>,
     origins: FrameOrigins,
-    max_message_bytes: usize,
+    max_line_bytes: usize,
 }
 
 impl Gathered {
-    fn new(first: i64, max_message_bytes: usize) -> Gathered {
+    fn new(generation: Option<u64>, first: i64, max_line_bytes: usize) -> Gathered {
         Gathered {
+            generation,
             first,
             last: first,
             frames: Vec::new(),
             origins: Vec::new(),
-            max_message_bytes,
+            max_line_bytes,
         }
     }
 
@@ -492,8 +581,8 @@ impl Gathered {
     fn add(&mut self, origin: Arc<MessageOrigin>, payload: &[u8]) {
         self.last = origin.offset;
         let frames_before = self.frames.len();
-        let mut framer = LineFramer::new(self.max_message_bytes);
-        let mut assembler = DocumentAssembler::new(self.max_message_bytes);
+        let mut framer = LineFramer::new(self.max_line_bytes);
+        let mut assembler = DocumentAssembler::new(self.max_line_bytes);
         let mut lines = Vec::new();
         framer.push_shared(Bytes::copy_from_slice(payload), &mut lines);
         lines.extend(framer.finish());

@@ -36,11 +36,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use auditflow_clients::kafka::{split_options, ComponentLog, KafkaConnection};
+use auditflow_clients::kafka::{parse_with_connection, ComponentLog, KafkaConnection, Reserved};
 use auditflow_core::ack::{BatchNotifier, BatchReceiver};
 use auditflow_core::component::{ComponentTask, SourceConfig, SourceContext};
 use auditflow_core::config::duration::deserialize_duration;
-use auditflow_core::config::{parse_options, OptionError};
+use auditflow_core::config::OptionError;
 use auditflow_core::throttle::Throttle;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
@@ -55,6 +55,26 @@ use offsets::Span;
 
 /// The source's `type`.
 pub const TYPE_NAME: &str = "kafka";
+
+/// The librdkafka properties the source sets itself: `librdkafka_options` may
+/// not override them (its offset handling rests on them, or they have options).
+pub const RESERVED: [Reserved; 6] = [
+    ("bootstrap.servers", "set bootstrap_servers"),
+    ("group.id", "set group_id"),
+    (
+        "enable.auto.commit",
+        "the source commits only what every sink delivered",
+    ),
+    (
+        "enable.auto.offset.store",
+        "the source commits only what every sink delivered",
+    ),
+    (
+        "enable.partition.eof",
+        "the source reads on past the end of a partition",
+    ),
+    ("auto.offset.reset", "set auto_offset_reset"),
+];
 
 /// Batches framed by the polling thread and not yet decoded.
 const POLLED_AHEAD: usize = 4;
@@ -103,8 +123,8 @@ pub struct KafkaSourceOptions {
     #[serde(default)]
     pub decoding: Decoding,
     /// The longest line or document of a message, in bytes; longer ones go to `ID.errors`.
-    #[serde(default = "default_max_message_bytes")]
-    pub max_message_bytes: usize,
+    #[serde(default = "default_max_line_bytes")]
+    pub max_line_bytes: usize,
     /// How often acknowledged offsets are committed.
     #[serde(
         default = "default_commit_interval",
@@ -119,7 +139,7 @@ pub struct KafkaSourceOptions {
     pub drain_timeout: Duration,
 }
 
-fn default_max_message_bytes() -> usize {
+fn default_max_line_bytes() -> usize {
     DEFAULT_MAX_LINE_BYTES
 }
 
@@ -142,16 +162,7 @@ pub struct KafkaSourceConfig {
 
 /// Checks the options table of a `kafka` source.
 pub fn parse(options: &toml::Table) -> Result<Box<dyn SourceConfig>, Vec<OptionError>> {
-    let (connection, own) = split_options(options);
-    let own = parse_options::<KafkaSourceOptions>(&own);
-    let (connection, own) = match (connection, own) {
-        (Ok(connection), Ok(own)) => (connection, own),
-        (connection, own) => {
-            let mut errors = connection.err().unwrap_or_default();
-            errors.extend(own.err().unwrap_or_default());
-            return Err(errors);
-        }
-    };
+    let (connection, own) = parse_with_connection::<KafkaSourceOptions>(options, &RESERVED)?;
     let mut errors = Vec::new();
     if own.topics.is_empty() || own.topics.iter().any(|t| t.trim().is_empty()) {
         errors.push(OptionError::new(
@@ -162,11 +173,8 @@ pub fn parse(options: &toml::Table) -> Result<Box<dyn SourceConfig>, Vec<OptionE
     if own.group_id.trim().is_empty() {
         errors.push(OptionError::new("group_id", "must not be empty"));
     }
-    if own.max_message_bytes == 0 {
-        errors.push(OptionError::new(
-            "max_message_bytes",
-            "must be greater than 0",
-        ));
+    if own.max_line_bytes == 0 {
+        errors.push(OptionError::new("max_line_bytes", "must be greater than 0"));
     }
     if own.commit_interval.is_zero() {
         errors.push(OptionError::new(
@@ -174,14 +182,18 @@ pub fn parse(options: &toml::Table) -> Result<Box<dyn SourceConfig>, Vec<OptionE
             "must be longer than 0s",
         ));
     }
-    if errors.is_empty() {
-        Ok(Box::new(KafkaSourceConfig {
-            connection,
-            options: own,
-        }))
-    } else {
-        Err(errors)
+    if !errors.is_empty() {
+        return Err(errors);
     }
+    let config = KafkaSourceConfig {
+        connection,
+        options: own,
+    };
+    config
+        .connection
+        .check_client_config(&config.properties())
+        .map_err(|error| vec![error])?;
+    Ok(Box::new(config))
 }
 
 impl SourceConfig for KafkaSourceConfig {
@@ -202,12 +214,13 @@ impl SourceConfig for KafkaSourceConfig {
         let poll_loop = PollLoop {
             consumer,
             shared: shared.clone(),
-            batches,
-            max_message_bytes: self.options.max_message_bytes,
+            batches: Some(batches),
+            max_line_bytes: self.options.max_line_bytes,
             commit_interval: self.options.commit_interval,
             metrics,
             log,
             read_warning: Throttle::new(Duration::from_secs(10)),
+            rewind_warning: Throttle::new(Duration::from_secs(10)),
         };
         let thread = std::thread::Builder::new()
             .name(format!("auditflow-kafka-{}", context.id))
@@ -215,7 +228,8 @@ impl SourceConfig for KafkaSourceConfig {
         let drain_timeout = self.options.drain_timeout;
         Ok(Box::pin(async move {
             let result = read(polled, &shared, context, drain_timeout).await;
-            shared.finished.store(true, Ordering::Release);
+            // Whatever ended the reading (shutdown, or an error), the thread stops.
+            shared.finish();
             let joined = tokio::task::spawn_blocking(move || thread.join()).await;
             if !matches!(joined, Ok(Ok(()))) {
                 anyhow::bail!("the Kafka polling thread failed unexpectedly; the offsets not yet committed are read again at the next start");
@@ -226,6 +240,29 @@ impl SourceConfig for KafkaSourceConfig {
 }
 
 impl KafkaSourceConfig {
+    /// The consumer properties the source's options make.
+    fn properties(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("group.id", self.options.group_id.clone()),
+            ("enable.auto.commit", "false".to_string()),
+            ("enable.auto.offset.store", "false".to_string()),
+            (
+                "auto.offset.reset",
+                self.options.auto_offset_reset.as_str().to_string(),
+            ),
+            ("enable.partition.eof", "false".to_string()),
+            ("statistics.interval.ms", "5000".to_string()),
+            // librdkafka stops fetching for a second (its default) once its
+            // prefetch queue is full; the pipeline drains that queue in less,
+            // then waits for the next fetch: 20 ms keeps it fed (140,000
+            // events/s became 420,000 on the bench, see BENCHMARKS.md).
+            ("fetch.queue.backoff.ms", "20".to_string()),
+            // 16 MiB of prefetched messages (64 MiB by default) is enough to
+            // keep the pipeline fed and holds the process's memory down.
+            ("queued.max.messages.kbytes", "16384".to_string()),
+        ]
+    }
+
     fn consumer(
         &self,
         context: &SourceContext,
@@ -233,25 +270,9 @@ impl KafkaSourceConfig {
         metrics: &KafkaMetrics,
         log: &ComponentLog,
     ) -> anyhow::Result<BaseConsumer<SourceClient>> {
-        let mut config = self.connection.client_config(&context.id);
-        config
-            .set("group.id", &self.options.group_id)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", self.options.auto_offset_reset.as_str())
-            .set("enable.partition.eof", "false")
-            .set("statistics.interval.ms", "5000")
-            // librdkafka stops fetching for a second (its default) once its
-            // prefetch queue is full; the pipeline drains that queue in less,
-            // then waits for the next fetch: 20 ms keeps it fed (140,000
-            // events/s became 377,000 on the bench, see BENCHMARKS.md).
-            .set("fetch.queue.backoff.ms", "20")
-            // 16 MiB of prefetched messages (64 MiB by default) is enough to
-            // keep the pipeline fed and holds the process's memory down.
-            .set("queued.max.messages.kbytes", "16384");
-        for (name, value) in &self.connection.librdkafka_options {
-            config.set(name, value);
-        }
+        let config = self
+            .connection
+            .client_config(&context.id, &self.properties());
         let client = SourceClient::new(
             log.clone(),
             shared.clone(),
@@ -286,7 +307,10 @@ async fn read(
     );
     let mut spans = std::collections::VecDeque::new();
     let mut acknowledgements = FuturesUnordered::new();
+    // Reading goes on after a shutdown until the polling thread, told to stop,
+    // closes its channel: what it read is sent, not dropped.
     let mut reading = true;
+    let mut stopping = false;
     while reading || !decoder.is_empty() {
         tokio::select! {
             biased;
@@ -296,7 +320,10 @@ async fn read(
                 }
             }
             decoded = decoder.next(), if !decoder.is_empty() => {
-                let (Some(decoded), Some(span)) = (decoded.transpose()?, spans.pop_front()) else { continue };
+                let Some(decoded) = decoded.transpose()? else { continue };
+                let span = spans.pop_front().ok_or_else(|| {
+                    anyhow::anyhow!("internal error: a decoded batch of the kafka source has no offsets")
+                })?;
                 match send(&context, shared, span, decoded).await {
                     Some(Some(acknowledgement)) => acknowledgements.push(acknowledgement),
                     Some(None) => {}
@@ -310,8 +337,8 @@ async fn read(
                 }
                 None => reading = false,
             },
-            _ = context.shutdown.cancelled(), if reading => {
-                reading = false;
+            _ = context.shutdown.cancelled(), if !stopping => {
+                stopping = true;
                 shared.stop_polling.store(true, Ordering::Release);
             }
         }

@@ -38,6 +38,28 @@ impl Throttle {
     }
 }
 
+/// A [`Throttle`] shared between threads (the warnings of a component whose
+/// work runs on several).
+#[derive(Debug, Clone)]
+pub struct SharedThrottle(std::sync::Arc<std::sync::Mutex<Throttle>>);
+
+impl SharedThrottle {
+    /// A shared warning logged at most once per `every`.
+    pub fn new(every: Duration) -> SharedThrottle {
+        SharedThrottle(std::sync::Arc::new(std::sync::Mutex::new(Throttle::new(
+            every,
+        ))))
+    }
+
+    /// [`Throttle::allow`], whichever thread asks.
+    pub fn allow(&self) -> Option<u64> {
+        match self.0.lock() {
+            Ok(mut throttle) => throttle.allow(),
+            Err(poisoned) => poisoned.into_inner().allow(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -150,7 +150,7 @@ impl FieldResolver for StandardFields {
 const JEVT_VALUE: &str = "jevt.value";
 const URI_PARAM: &str = "ka.uri.param";
 
-fn no_argument(name: &str, arg: Option<&str>) -> Result<(), FieldError> {
+pub(super) fn no_argument(name: &str, arg: Option<&str>) -> Result<(), FieldError> {
     match arg {
         None => Ok(()),
         Some(_) => Err(FieldError::Argument(format!(

@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 
 use super::context::EvalContext;
-use super::fields::{FieldError, FieldExtractor};
+use super::fields::{no_argument, FieldError, FieldExtractor};
 use super::value::{FieldRef, Scalar};
 use crate::event::MessageOrigin;
 
@@ -33,27 +33,25 @@ pub fn resolve(
     name: &str,
     arg: Option<&str>,
 ) -> Option<Result<Box<dyn FieldExtractor>, FieldError>> {
-    let field =
-        match (name, arg) {
-            ("kafka.header", Some(header)) if !header.is_empty() => {
-                OriginField::Header(header.to_string())
-            }
-            ("kafka.header", _) => return Some(Err(FieldError::Argument(
-                "`kafka.header` needs the header's name in brackets, as in `kafka.header[cluster]`"
-                    .to_string(),
-            ))),
-            (_, Some(_)) if ORIGIN_FIELD_NAMES.contains(&name) => {
-                return Some(Err(FieldError::Argument(format!(
-                    "the field `{name}` takes no argument in brackets"
-                ))))
-            }
-            ("kafka.topic", None) => OriginField::Topic,
-            ("kafka.partition", None) => OriginField::Partition,
-            ("kafka.offset", None) => OriginField::Offset,
-            ("kafka.key", None) => OriginField::Key,
-            _ => return None,
-        };
-    Some(Ok(Box::new(field)))
+    let field = match name {
+        "kafka.topic" => OriginField::Topic,
+        "kafka.partition" => OriginField::Partition,
+        "kafka.offset" => OriginField::Offset,
+        "kafka.key" => OriginField::Key,
+        "kafka.header" => return Some(header_field(arg)),
+        _ => return None,
+    };
+    Some(no_argument(name, arg).map(|()| Box::new(field) as Box<dyn FieldExtractor>))
+}
+
+fn header_field(arg: Option<&str>) -> Result<Box<dyn FieldExtractor>, FieldError> {
+    match arg {
+        Some(header) if !header.is_empty() => Ok(Box::new(OriginField::Header(header.to_string()))),
+        _ => Err(FieldError::Argument(
+            "`kafka.header` needs the header's name in brackets, as in `kafka.header[cluster]`"
+                .to_string(),
+        )),
+    }
 }
 
 impl FieldExtractor for OriginField {

@@ -392,17 +392,16 @@ fn payload_value(event: &Event) -> serde_json::Value {
 }
 
 fn lookup<'v>(value: &'v serde_json::Value, path: &FieldPath) -> Option<&'v serde_json::Value> {
-    let members: Vec<String> = match path {
-        FieldPath::Json(members) => members.clone(),
-        other => other.to_string().split('.').map(str::to_string).collect(),
-    };
-    if let (FieldPath::Annotation(key), Some(annotations)) = (path, value.get("annotations")) {
-        return annotations.get(key);
-    }
-    members.iter().try_fold(value, |value, member| match value {
+    let step = |value: &'v serde_json::Value, member: &str| match value {
         serde_json::Value::Array(items) => items.get(member.parse::<usize>().ok()?),
         other => other.get(member),
-    })
+    };
+    match path {
+        FieldPath::Json(members) => members.iter().try_fold(value, |v, m| step(v, m)),
+        // A header path on a payload that is not an audit event (an alert, a record).
+        FieldPath::Header(field) => header_field_name(*field).split('.').try_fold(value, step),
+        FieldPath::Annotation(key) => value.get("annotations")?.get(key),
+    }
 }
 
 fn write_value(value: Option<&serde_json::Value>, out: &mut String) -> bool {

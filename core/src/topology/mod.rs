@@ -21,7 +21,7 @@
 pub mod inline;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -38,7 +38,7 @@ use crate::config::graph::OutputRef;
 use crate::config::{ComponentConfig, ComponentEntry, PipelineConfig};
 use crate::event::Event;
 use crate::metrics::{ComponentKind, ComponentMetrics, Counter, Gauge, Registry};
-use crate::throttle::Throttle;
+use crate::throttle::SharedThrottle;
 use inline::{InlineChain, InlineTransform};
 
 /// How many batches an input channel holds before its senders wait.
@@ -63,7 +63,7 @@ pub struct OutputPort {
     edges: Vec<Edge>,
     sent: Counter,
     discarded: Counter,
-    drop_warning: Arc<Mutex<Throttle>>,
+    drop_warning: SharedThrottle,
 }
 
 impl OutputPort {
@@ -78,7 +78,7 @@ impl OutputPort {
             edges,
             sent: metrics.sent_events(output),
             discarded: metrics.discarded_events.clone(),
-            drop_warning: Arc::new(Mutex::new(Throttle::new(DROP_WARNING_INTERVAL))),
+            drop_warning: SharedThrottle::new(DROP_WARNING_INTERVAL),
         }
     }
 
@@ -163,11 +163,7 @@ impl OutputPort {
 
     fn discard(&self, batch: Batch) {
         self.discarded.add(batch.len() as u64);
-        let mut throttle = match self.drop_warning.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if throttle.allow().is_some() {
+        if self.drop_warning.allow().is_some() {
             tracing::warn!(
                 output = %self.name,
                 "events sent to `{}` are dropped because nothing reads it; add \"{}\" to the inputs of a sink to keep them",

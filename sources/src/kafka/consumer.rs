@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use auditflow_clients::kafka::ComponentLog;
 use auditflow_core::metrics::{ComponentMetrics, Counter};
-use auditflow_core::throttle::Throttle;
+use auditflow_core::throttle::{SharedThrottle, Throttle};
 use bytes::Bytes;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -107,7 +107,7 @@ pub struct KafkaMetrics {
     commits: Counter,
     failed_commits: Counter,
     /// Failed commits are logged once per interval (they repeat while the brokers are down).
-    commit_warning: Arc<Mutex<Throttle>>,
+    commit_warning: SharedThrottle,
 }
 
 impl KafkaMetrics {
@@ -132,7 +132,7 @@ impl KafkaMetrics {
                 &labels,
             ),
             component: component.clone(),
-            commit_warning: Arc::new(Mutex::new(Throttle::new(Duration::from_secs(10)))),
+            commit_warning: SharedThrottle::new(Duration::from_secs(10)),
         }
     }
 
@@ -175,10 +175,7 @@ impl KafkaMetrics {
     /// Counts a failed commit, and logs it once per interval, saying what happens `then`.
     fn commit_failed(&self, log: &ComponentLog, error: &KafkaError, then: &str) {
         self.failed_commits.add(1);
-        let allowed = match self.commit_warning.lock() {
-            Ok(mut throttle) => throttle.allow(),
-            Err(poisoned) => poisoned.into_inner().allow(),
-        };
+        let allowed = self.commit_warning.allow();
         if let Some(more) = allowed {
             tracing::warn!(component_id = %log.component_id(), "committing offsets failed: {error}; {then} ({more} more failed commits since the last warning)");
         }

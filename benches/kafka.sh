@@ -75,10 +75,13 @@ TOML
   start=$(date +%s.%N)
   AUDITFLOW_LOG=warn "$bin" run --once --config "$work/producer.toml" &
   pid=$!
-  rss=0
+  rss=0 cpu=0
   while kill -0 "$pid" 2>/dev/null; do
-    cpu=$(cpu_seconds "$pid" 2>/dev/null || echo "$cpu")
-    rss=$(peak_rss_mb "$pid" 2>/dev/null || echo "$rss")
+    # Read while the process runs (an exited one, not yet reaped, has no VmHWM).
+    now_cpu=$(cpu_seconds "$pid" 2>/dev/null || true)
+    now_rss=$(peak_rss_mb "$pid" 2>/dev/null || true)
+    [ -n "$now_cpu" ] && cpu=$now_cpu
+    [ -n "$now_rss" ] && rss=$now_rss
     sleep 0.1
   done
   wait "$pid"

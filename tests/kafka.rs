@@ -688,38 +688,12 @@ fn a_wrong_password_is_reported_and_nothing_is_acknowledged() {
         "data_dir = \"{{dir}}/p\"\n[api]\naddress = \"127.0.0.1:{port}\"\n[sources.in]\ntype = \"stdin\"\n[sinks.kafka]\ntype = \"kafka\"\ninputs = [\"in\"]\nbootstrap_servers = \"{}\"\ntopic = \"{topic}\"\nsasl = {{ mechanism = \"SCRAM-SHA-256\", username = \"auditflow\", password = \"wrong\" }}\n",
         bootstrap().replace(":9092", ":9094")
     ));
-    let mut child = Command::new(binary())
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the producer");
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().expect("stdin");
-        stdin
-            .write_all(&generate(&["--count", "10"]))
-            .expect("feed");
-    }
-    std::thread::sleep(Duration::from_secs(5));
-    let metrics = http_get(port, "/metrics")
-        .map(|(_, b)| b)
-        .unwrap_or_default();
-    child.kill().expect("kill");
-    let output = child.wait_with_output().expect("wait");
-    let log = String::from_utf8_lossy(&output.stderr);
+    let (log, delivered) = run_unable_to_connect(&config, port);
     assert!(
         log.contains("Authentication failed") || log.contains("SASL authentication error"),
         "{log}"
     );
-    let delivered = metric(
-        &metrics,
-        "auditflow_component_sent_events_total",
-        &[("component_id", "kafka"), ("output", "_default")],
-    );
-    assert_eq!(delivered.unwrap_or_default(), 0.0);
+    assert_eq!(delivered, 0.0);
 }
 
 #[test]
@@ -772,6 +746,41 @@ fn conditions_read_the_topic_partition_offset_and_headers_of_each_event() {
     assert_eq!(assert_every_event(&deletes, &consumer.lines()), 0);
 }
 
+/// Runs a producer (stdin → kafka, its API on `port`) that cannot reach the
+/// broker for 5 seconds, fed 10 events; its log, and how many events it delivered.
+fn run_unable_to_connect(config: &std::path::Path, port: u16) -> (String, f64) {
+    let mut child = Command::new(binary())
+        .args(["run", "--config"])
+        .arg(config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the producer");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(&generate(&["--count", "10"]))
+            .expect("feed");
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    let metrics = http_get(port, "/metrics")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    child.kill().expect("kill");
+    let output = child.wait_with_output().expect("wait");
+    let delivered = metric(
+        &metrics,
+        "auditflow_component_sent_events_total",
+        &[("component_id", "kafka"), ("output", "_default")],
+    );
+    (
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+        delivered.unwrap_or_default(),
+    )
+}
+
 /// The test CA and client certificate of the broker's TLS listener (127.0.0.1:9095).
 fn tls_dir() -> std::path::PathBuf {
     let dir = std::env::var("AUDITFLOW_TEST_KAFKA_TLS").unwrap_or_else(|_| {
@@ -819,35 +828,9 @@ fn tls_with_a_client_certificate_ships_and_reads_and_a_wrong_ca_delivers_nothing
         "data_dir = \"{{dir}}/wrong-ca\"\n[api]\naddress = \"127.0.0.1:{port}\"\n[sources.in]\ntype = \"stdin\"\n[sinks.kafka]\ntype = \"kafka\"\ninputs = [\"in\"]\nbootstrap_servers = \"{tls_address}\"\ntopic = \"{topic}\"\ntls = {{ crt_file = \"{0}/client.crt\", key_file = \"{0}/client.key\" }}\n",
         dir.display()
     ));
-    let mut child = Command::new(binary())
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the producer");
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().expect("stdin");
-        stdin
-            .write_all(&generate(&["--count", "10"]))
-            .expect("feed");
-    }
-    std::thread::sleep(Duration::from_secs(5));
-    let metrics = http_get(port, "/metrics")
-        .map(|(_, b)| b)
-        .unwrap_or_default();
-    child.kill().expect("kill");
-    let output = child.wait_with_output().expect("wait");
-    let log = String::from_utf8_lossy(&output.stderr);
+    let (log, delivered) = run_unable_to_connect(&config, port);
     assert!(log.contains("certificate verify failed"), "{log}");
-    let delivered = metric(
-        &metrics,
-        "auditflow_component_sent_events_total",
-        &[("component_id", "kafka"), ("output", "_default")],
-    );
-    assert_eq!(delivered.unwrap_or_default(), 0.0);
+    assert_eq!(delivered, 0.0);
 }
 
 /// An HTTP endpoint that answers 503 to its first `failures` requests and

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use tokio::task::JoinHandle;
 
+use auditflow_core::ack::Finalizer;
 use auditflow_core::component::InputFailure;
 use auditflow_core::event::{
     decode_document_each, decode_document_owned, Event, EventError, MessageOrigin, Payload,
@@ -155,6 +156,18 @@ fn decode_group(
 }
 
 impl Decoded {
+    /// Attaches a batch's acknowledgement handle to its events and to the
+    /// `errors` records of the transforms run inline (the source's own failures
+    /// take it when they are sent, [`SourceContext::send_failures`]).
+    ///
+    /// [`SourceContext::send_failures`]: auditflow_core::component::SourceContext::send_failures
+    pub fn set_finalizer(&mut self, finalizer: &Finalizer) {
+        for event in &mut self.events {
+            event.meta.finalizer = Some(finalizer.clone());
+        }
+        self.transform_errors.set_finalizer(finalizer);
+    }
+
     /// Runs the inline transforms over `group` (emptied), keeping what they give.
     fn run_inline(&mut self, inline: &InlineChain, group: &mut Vec<Event>) {
         let (kept, errors) =

@@ -107,18 +107,14 @@ impl BatchQueue {
     pub async fn next(&mut self) -> Option<anyhow::Result<Batch>> {
         let decoded = self.decoder.next().await?;
         let (origin, path) = self.origins.pop_front()?;
-        let decoded = match decoded {
+        let mut decoded = match decoded {
             Ok(decoded) => decoded,
             Err(error) => return Some(Err(error)),
         };
         let (finalizer, receiver) = BatchNotifier::new_batch();
-        let events = decoded
-            .events
-            .into_iter()
-            .map(|event| event.with_finalizer(finalizer.clone()))
-            .collect();
-        let mut transform_errors = decoded.transform_errors;
-        transform_errors.set_finalizer(&finalizer);
+        decoded.set_finalizer(&finalizer);
+        let events = decoded.events;
+        let transform_errors = decoded.transform_errors;
         let mut failures = decoded.failures;
         for failure in &mut failures {
             failure.message = format!("{path}: {}", failure.message);

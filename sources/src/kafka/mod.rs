@@ -368,23 +368,20 @@ async fn send(
     context: &SourceContext,
     shared: &Shared,
     span: Span,
-    decoded: Decoded,
+    mut decoded: Decoded,
 ) -> Option<Option<Acknowledgement>> {
     if !shared.tracker().is_current(&span) {
         return Some(None);
     }
     let (finalizer, receiver) = BatchNotifier::new_batch();
-    let events: Vec<_> = decoded
-        .events
-        .into_iter()
-        .map(|event| event.with_finalizer(finalizer.clone()))
-        .collect();
-    let mut transform_errors = decoded.transform_errors;
-    transform_errors.set_finalizer(&finalizer);
+    decoded.set_finalizer(&finalizer);
     context
         .send_failures(decoded.failures, Some(&finalizer))
         .await;
-    context.send_transform_errors(transform_errors).await;
+    context
+        .send_transform_errors(decoded.transform_errors)
+        .await;
+    let events = decoded.events;
     let sent = events.is_empty() || context.send(events).await;
     drop(finalizer);
     let acknowledgement = acknowledged(span, receiver);

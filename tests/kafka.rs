@@ -944,3 +944,28 @@ request = {{ retry_attempts = 0 }}
     );
     assert!(failed.unwrap_or_default() >= 1.0, "{metrics}");
 }
+
+#[test]
+fn a_consumer_stopped_with_sigterm_mid_stream_hands_over_without_a_duplicate() {
+    let workspace = Workspace::new();
+    let topic = unique_topic("sigterm");
+    create_topic(&topic, 2);
+    let input = generate(&["--count", "40000", "--seed", "6"]);
+    ship(&workspace, &topic, &input, "");
+    let input = input_lines(&input);
+    let mut consumer = Consumer::new(&workspace, "aggregator", &topic, "sigterm", "");
+    consumer.start();
+    consumer.wait_lines(10_000, Duration::from_secs(90));
+    consumer.stop();
+    let before = consumer.lines().len();
+    assert!(
+        before < input.len(),
+        "the stop landed mid-stream ({before} delivered)"
+    );
+    consumer.start();
+    consumer.wait_lines(input.len(), Duration::from_secs(90));
+    std::thread::sleep(Duration::from_secs(1));
+    consumer.stop();
+    // What was read before the stop was sent, delivered and committed: nothing twice.
+    assert_eq!(assert_every_event(&input, &consumer.lines()), 0);
+}

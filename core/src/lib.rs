@@ -4,6 +4,7 @@
 //! - [`event`]: the audit event model (typed header, raw bodies, lossless text),
 //!   alerts and records;
 //! - [`ack`]: end-to-end acknowledgements;
+//! - [`backoff`]: the exponential, jittered wait between two attempts;
 //! - [`condition`]: Falco's condition language over audit events;
 //! - [`config`]: the TOML pipeline configuration and its validation;
 //! - [`component`]: the contract every source, transform and sink follows;
@@ -14,6 +15,7 @@
 //! - [`generate`]: deterministic synthetic audit traffic for demos, tests and benchmarks.
 
 pub mod ack;
+pub mod backoff;
 pub mod component;
 pub mod condition;
 pub mod config;

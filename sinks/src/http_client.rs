@@ -12,7 +12,7 @@
 //! **Retries.** [`HttpClient::send`] sends one request and retries it on
 //! connection errors, timeouts, 429 and 5xx responses, waiting an exponential
 //! backoff (`request.retry_initial_backoff`, doubled each time up to
-//! `request.retry_max_backoff`; see [`crate::retry`]), or what a `Retry-After` header asks
+//! `request.retry_max_backoff`; see [`auditflow_core::backoff`]), or what a `Retry-After` header asks
 //! (seconds or an HTTP date, at most [`MAX_RETRY_AFTER`]). Any other status is
 //! a rejection: it is not retried. After `request.retry_attempts` retries the
 //! delivery has failed.
@@ -34,7 +34,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 
-use crate::retry::Backoff;
+use auditflow_core::backoff::Backoff;
 
 /// The longest wait a `Retry-After` header is honoured for.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);

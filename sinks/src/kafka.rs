@@ -60,7 +60,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::http_client::{BatchOptions, BatchTable, RequestOptions};
-use crate::retry::Backoff;
+use auditflow_core::backoff::Backoff;
 
 /// The sink's `type`.
 pub const TYPE_NAME: &str = "kafka";

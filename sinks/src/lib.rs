@@ -5,7 +5,7 @@
 //! [`encoding`] is the line encoding shared by the sinks that write lines;
 //! [`http_client`] the batching, retries and acknowledgements shared by the
 //! sinks that send HTTP requests (its batch settings also serve the `kafka`
-//! sink); [`retry`] the backoff every retrying sink waits.
+//! sink); every retrying sink waits `auditflow_core::backoff`.
 
 pub mod alertmanager;
 pub mod blackhole;
@@ -16,7 +16,6 @@ pub mod http;
 pub mod http_client;
 pub mod kafka;
 pub mod local_store;
-pub mod retry;
 
 use auditflow_core::component::{Catalog, ComponentSpec};
 

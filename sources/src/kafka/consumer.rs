@@ -18,6 +18,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use auditflow_clients::kafka::ComponentLog;
+use auditflow_core::backoff::Backoff;
 use auditflow_core::metrics::{ComponentMetrics, Counter};
 use auditflow_core::throttle::{SharedThrottle, Throttle};
 use bytes::Bytes;
@@ -368,6 +369,38 @@ pub struct PollLoop {
     pub read_warning: Throttle,
     /// Rewinds are logged once per interval.
     pub rewind_warning: Throttle,
+    /// The waits between rewinds of a partition that follow each other.
+    pub backoff: Backoff,
+    /// When each partition may be sought back again.
+    pub rewind_backoff: BTreeMap<TopicPartition, RewindBackoff>,
+}
+
+/// How soon a partition may be rewound again.
+#[derive(Debug, Default)]
+pub struct RewindBackoff {
+    due: Option<Instant>,
+    last: Option<Instant>,
+    rewinds: u32,
+}
+
+/// Rewinds further apart than this start the backoff over.
+const REWIND_CALM: Duration = Duration::from_secs(60);
+
+impl RewindBackoff {
+    /// Records a rewind made `now`; the wait before the partition's next one.
+    fn next(&mut self, now: Instant, backoff: &mut Backoff) -> Duration {
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) > REWIND_CALM)
+        {
+            self.rewinds = 0;
+        }
+        let wait = backoff.wait(self.rewinds);
+        self.rewinds = self.rewinds.saturating_add(1);
+        self.last = Some(now);
+        self.due = Some(now + wait);
+        wait
+    }
 }
 
 impl PollLoop {
@@ -413,10 +446,18 @@ impl PollLoop {
 
     /// Seeks back the partitions a failed batch rewound. Until its seek is
     /// made, nothing read from a partition is sent; a seek that fails is tried
-    /// again at the next round.
+    /// again at the next round. A partition rewound again soon after its last
+    /// rewind waits a backoff first (a sink that fails at once would otherwise
+    /// have it read again at full speed).
     fn seek_rewinds(&mut self) {
         let rewinds = self.shared.tracker().rewinds();
+        let now = Instant::now();
         for ((topic, partition), offset) in rewinds {
+            let key = (topic.clone(), partition);
+            let backoff = self.rewind_backoff.entry(key.clone()).or_default();
+            if backoff.due.is_some_and(|due| now < due) {
+                continue;
+            }
             let sought = self.consumer.seek(
                 &topic,
                 partition,
@@ -424,20 +465,16 @@ impl PollLoop {
                 Duration::from_secs(10),
             );
             let allowed = self.rewind_warning.allow();
-            match sought {
-                Ok(()) => {
-                    self.shared
-                        .tracker()
-                        .rewound(&(topic.clone(), partition), offset);
-                    if let Some(more) = allowed {
-                        tracing::warn!(component_id = %self.log.component_id(), "a batch of {topic}[{partition}] was not delivered; reading again from offset {offset} ({more} more such rewinds since the last warning)");
-                    }
+            let Err(error) = sought else {
+                self.shared.tracker().rewound(&key, offset);
+                let wait = backoff.next(now, &mut self.backoff);
+                if let Some(more) = allowed {
+                    tracing::warn!(component_id = %self.log.component_id(), "a batch of {topic}[{partition}] was not delivered; reading again from offset {offset}, its next rewind waits {wait:?} ({more} more such rewinds since the last warning)");
                 }
-                Err(error) => {
-                    if allowed.is_some() {
-                        tracing::error!(component_id = %self.log.component_id(), "cannot seek {topic}[{partition}] back to {offset}: {error}; nothing more of it is sent until the seek succeeds (tried again at each round)");
-                    }
-                }
+                continue;
+            };
+            if allowed.is_some() {
+                tracing::error!(component_id = %self.log.component_id(), "cannot seek {topic}[{partition}] back to {offset}: {error}; nothing more of it is sent until the seek succeeds (tried again at each round)");
             }
         }
     }

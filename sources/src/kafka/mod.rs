@@ -38,6 +38,7 @@ use std::time::Duration;
 
 use auditflow_clients::kafka::{parse_with_connection, ComponentLog, KafkaConnection, Reserved};
 use auditflow_core::ack::{BatchNotifier, BatchReceiver};
+use auditflow_core::backoff::Backoff;
 use auditflow_core::component::{ComponentTask, SourceConfig, SourceContext};
 use auditflow_core::config::duration::deserialize_duration;
 use auditflow_core::config::OptionError;
@@ -221,6 +222,8 @@ impl SourceConfig for KafkaSourceConfig {
             log,
             read_warning: Throttle::new(Duration::from_secs(10)),
             rewind_warning: Throttle::new(Duration::from_secs(10)),
+            backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(30)),
+            rewind_backoff: std::collections::BTreeMap::new(),
         };
         let thread = std::thread::Builder::new()
             .name(format!("auditflow-kafka-{}", context.id))

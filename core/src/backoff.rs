@@ -1,5 +1,6 @@
-//! The wait between two attempts of a delivery, shared by every sink that
-//! retries (the HTTP sinks through [`crate::http_client`], the `kafka` sink):
+//! The wait between two attempts, shared by every component that retries (the
+//! HTTP sinks through their `http_client`, the `kafka` sink, the `kafka`
+//! source's seeks back after a failed batch):
 //! exponential from an initial wait, doubled each retry up to a longest wait,
 //! each wait drawn between half and all of it so that many senders do not
 //! retry in step.

@@ -22,9 +22,11 @@
 //! start). At most `max_in_flight_events` events wait for their reports: past
 //! that the sink reads no more input, and the wait travels back to the
 //! sources (backpressure, memory bounded). A message the broker can never
-//! take (larger than its size limit, a topic name it refuses, no
-//! authorization) goes to the sink's `errors` output as a record naming why,
-//! and the rest flows.
+//! take (larger than a size limit, a topic name it refuses, a record it
+//! refuses to store) goes to the sink's `errors` output as a record naming
+//! why, and the rest flows; anything else (an authorization not yet granted, a
+//! topic not yet created) is tried again. librdkafka's fatal error stops the
+//! sink, reporting what was not delivered as such.
 //!
 //! ```toml
 //! [sinks.kafka]
@@ -184,8 +186,18 @@ pub struct KafkaSinkConfig {
 
 /// The librdkafka properties the sink sets itself: `librdkafka_options` may not
 /// override them (its guarantees rest on the first ones; the others have options).
-pub const RESERVED: [Reserved; 13] = [
+pub const RESERVED: [Reserved; 17] = [
     ("bootstrap.servers", "set bootstrap_servers"),
+    ("metadata.broker.list", "set bootstrap_servers"),
+    ("delivery.timeout.ms", "set message_timeout"),
+    (
+        "delivery.report.only.error",
+        "the sink acknowledges an event by its delivery report",
+    ),
+    (
+        "transactional.id",
+        "the sink writes with an idempotent producer, not transactions",
+    ),
     (
         "enable.idempotence",
         "the sink always writes each message once, in order",
@@ -227,6 +239,18 @@ pub fn parse(options: &toml::Table) -> Result<Box<dyn SinkConfig>, Vec<OptionErr
             "max_in_flight_events",
             format!("must be between 1 and {MAX_IN_FLIGHT}"),
         ));
+    }
+    if let Some(kbytes) = connection
+        .librdkafka_options
+        .get("queue.buffering.max.kbytes")
+        .and_then(|kbytes| kbytes.parse::<usize>().ok())
+    {
+        if kbytes.saturating_mul(1024) < own.max_message_bytes {
+            errors.push(OptionError::new(
+                "librdkafka_options.queue.buffering.max.kbytes",
+                format!("{kbytes} KiB holds less than one message of max_message_bytes ({} bytes); raise it or lower max_message_bytes", own.max_message_bytes),
+            ));
+        }
     }
     if !(1000..=1_000_000_000).contains(&own.max_message_bytes) {
         errors.push(OptionError::new(
@@ -464,6 +488,9 @@ struct KafkaSink {
 /// How often a failed delivery is logged.
 const WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
+/// How long a message waits when librdkafka's queue has no room although every report is in.
+const QUEUE_FULL_WAIT: Duration = Duration::from_millis(5);
+
 /// Delivery reports settled at a time.
 const REPORTS_AT_ONCE: usize = 1024;
 
@@ -472,7 +499,7 @@ impl KafkaSink {
         let result = self.deliver(&mut context).await;
         if result.is_err() {
             // Whatever was not delivered is reported so, never left to resolve as delivered.
-            self.fail_everything(&context);
+            self.fail_everything(&context).await;
         }
         if let Some(producer) = self.producer.take() {
             let _ = tokio::task::spawn_blocking(move || drop(producer)).await;
@@ -514,7 +541,11 @@ impl KafkaSink {
                 }
                 batch = context.input.recv(), if read => match batch {
                     Some(events) => self.pending.extend(events.into_iter().map(|event| (event, 0))),
-                    None => self.input_open = false,
+                    None => {
+                        self.input_open = false;
+                        // A stopping pipeline does not wait out backoffs: those are not delivered.
+                        self.fail_waiting(context);
+                    }
                 },
                 else => break,
             }
@@ -538,9 +569,17 @@ impl KafkaSink {
         }
     }
 
-    /// Reports every message not delivered (in flight, waiting, pending) as not delivered.
-    fn fail_everything(&mut self, context: &SinkContext) {
+    /// Settles the delivery reports already in, then reports every message
+    /// not delivered (in flight, waiting, pending) as not delivered, and the
+    /// refused ones as refused.
+    async fn fail_everything(&mut self, context: &SinkContext) {
+        while let Ok(report) = self.reports.try_recv() {
+            self.settle(report, context);
+        }
         self.delivered.acknowledge(context);
+        context
+            .refuse(std::mem::take(&mut self.refused), "message_refused")
+            .await;
         let mut undelivered = self.slots.drain();
         undelivered.extend(
             std::mem::take(&mut self.waiting)
@@ -548,7 +587,6 @@ impl KafkaSink {
                 .map(|(event, _)| event),
         );
         undelivered.extend(self.pending.drain(..).map(|(event, _)| event));
-        undelivered.extend(self.refused.drain(..).map(|(event, _)| event));
         if !undelivered.is_empty() {
             context.failed(undelivered, BatchStatus::Errored, "delivery_failed");
         }
@@ -567,6 +605,11 @@ impl KafkaSink {
         if let Some(more) = self.retry_warning.allow() {
             tracing::warn!(component_id = %context.id, "a message was not delivered ({error}); it is produced again in {wait:?} ({more} more such retries since the last warning)");
         }
+        self.wait(wait, event, attempt);
+    }
+
+    /// Puts a message aside for `wait`, then back at the front of the queue.
+    fn wait(&mut self, wait: Duration, event: Event, attempt: u32) {
         self.waits += 1;
         self.waiting
             .insert((Instant::now() + wait, self.waits), (event, attempt));
@@ -583,17 +626,17 @@ impl KafkaSink {
                 None => {}
                 Some(Refusal::QueueFull(event, attempt)) => {
                     if self.slots.in_flight() == 0 {
-                        // Nothing in flight, yet no room: this one message is larger than the queue.
-                        let reason = "the message does not fit librdkafka's queue even when it is empty (queue.buffering.max.kbytes); raise it in librdkafka_options, or lower max_message_bytes".to_string();
-                        self.refused.push((event, reason));
-                        continue;
+                        // Every report is in, but librdkafka frees the messages' room just
+                        // after it hands their reports over: look again in a moment.
+                        self.wait(QUEUE_FULL_WAIT, event, attempt);
+                        return false;
                     }
                     self.pending.push_front((event, attempt));
                     return true;
                 }
                 Some(Refusal::Never(event, reason)) => self.refused.push((event, reason)),
                 Some(Refusal::Again(event, attempt, error)) => {
-                    self.wait_and_retry(event, attempt + 1, &error, context)
+                    self.retry_or_fail(event, attempt + 1, &error, context)
                 }
                 Some(Refusal::Fatal(event, error)) => {
                     self.pending.push_front((event, attempt));
@@ -703,13 +746,38 @@ impl KafkaSink {
             self.fatal = Some(error);
         } else if let Some(reason) = never_deliverable(&error, self.options.max_message_bytes) {
             self.refused.push((event, reason));
-        } else if self.input_open {
-            self.wait_and_retry(event, attempt, &error, context);
         } else {
-            if self.retry_warning.allow().is_some() {
-                tracing::error!(component_id = %context.id, "a message was not delivered ({error}) and the pipeline is stopping; it is reported as not delivered (counted in delivery_failed)");
-            }
-            context.failed(vec![event], BatchStatus::Errored, "delivery_failed");
+            self.retry_or_fail(event, attempt, &error, context);
+        }
+    }
+
+    /// A message that failed in a way that may pass: produced again after a
+    /// backoff while the pipeline runs; once it is stopping, reported as not
+    /// delivered (a `file` source reads it again at its next start).
+    fn retry_or_fail(
+        &mut self,
+        event: Event,
+        attempt: u32,
+        error: &KafkaError,
+        context: &SinkContext,
+    ) {
+        if self.input_open {
+            return self.wait_and_retry(event, attempt, error, context);
+        }
+        if self.retry_warning.allow().is_some() {
+            tracing::error!(component_id = %context.id, "a message was not delivered ({error}) and the pipeline is stopping; it is reported as not delivered (counted in delivery_failed)");
+        }
+        context.failed(vec![event], BatchStatus::Errored, "delivery_failed");
+    }
+
+    /// Reports the messages waiting out a backoff as not delivered.
+    fn fail_waiting(&mut self, context: &SinkContext) {
+        let waiting: Vec<Event> = std::mem::take(&mut self.waiting)
+            .into_values()
+            .map(|(event, _)| event)
+            .collect();
+        if !waiting.is_empty() {
+            context.failed(waiting, BatchStatus::Errored, "delivery_failed");
         }
     }
 }

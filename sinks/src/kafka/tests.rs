@@ -185,3 +185,22 @@ fn slots_hand_out_each_index_once_and_drain_every_message() {
     assert_eq!(slots.drain().len(), 1);
     assert_eq!(slots.in_flight(), 0);
 }
+
+#[test]
+fn aliases_of_reserved_properties_and_a_queue_smaller_than_a_message_are_refused() {
+    let errors = parse_text(
+        "bootstrap_servers = \"k:9092\"\ntopic = \"t\"\nlibrdkafka_options = { \"delivery.timeout.ms\" = \"1000\", \"delivery.report.only.error\" = \"true\", \"metadata.broker.list\" = \"x:9092\" }",
+    )
+    .map(|_| ())
+    .expect_err("reserved aliases");
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    let errors = parse_text(
+        "bootstrap_servers = \"k:9092\"\ntopic = \"t\"\nlibrdkafka_options = { \"queue.buffering.max.kbytes\" = \"500\" }",
+    )
+    .map(|_| ())
+    .expect_err("a queue smaller than one message");
+    assert_eq!(
+        errors[0].field,
+        "librdkafka_options.queue.buffering.max.kbytes"
+    );
+}

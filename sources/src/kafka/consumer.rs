@@ -83,8 +83,11 @@ impl Shared {
     /// The source has stopped: polling ends, a revocation waits no more, and
     /// the thread makes its last commit and closes the consumer.
     pub fn finish(&self) {
+        // Set under the lock a revocation waits with, so its wake-up cannot be missed.
+        let tracker = self.tracker();
         self.stop_polling.store(true, Ordering::Release);
         self.finished.store(true, Ordering::Release);
+        drop(tracker);
         self.settled.notify_all();
     }
 }
@@ -542,8 +545,8 @@ impl PollLoop {
                 Some((topic, _)) => topic.clone(),
                 None => Arc::from(message.topic()),
             };
-            let origin = origin_of(&message, topic.clone());
-            let gathered = match round.entry((topic, message.partition())) {
+            let partition = message.partition();
+            let gathered = match round.entry((topic.clone(), partition)) {
                 Entry::Occupied(entry) => entry.into_mut(),
                 Entry::Vacant(entry) => {
                     // The generation the batch belongs to is the one its first message was read in.
@@ -555,7 +558,11 @@ impl PollLoop {
                     ))
                 }
             };
-            gathered.add(origin, payload);
+            // A batch that will be dropped (its partition waits for a seek, or is
+            // not assigned) is not framed.
+            if gathered.generation.is_some() {
+                gathered.add(origin_of(&message, topic), payload);
+            }
         }
         round
     }

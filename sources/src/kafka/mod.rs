@@ -59,8 +59,9 @@ pub const TYPE_NAME: &str = "kafka";
 
 /// The librdkafka properties the source sets itself: `librdkafka_options` may
 /// not override them (its offset handling rests on them, or they have options).
-pub const RESERVED: [Reserved; 6] = [
+pub const RESERVED: [Reserved; 7] = [
     ("bootstrap.servers", "set bootstrap_servers"),
+    ("metadata.broker.list", "set bootstrap_servers"),
     ("group.id", "set group_id"),
     (
         "enable.auto.commit",

@@ -32,6 +32,16 @@ fn services(action: &str) {
     );
 }
 
+/// Kills an auditflow process the test stops before stopping it (a failed assertion).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts the broker again if the test stops before it does.
 struct RestartOnDrop(bool);
 
@@ -93,8 +103,8 @@ path = "{dir}/out.ndjson"
     let lines: Vec<&[u8]> = input.split_inclusive(|&b| b == b'\n').collect();
     let log_path = workspace.path("audit.log");
     std::fs::write(&log_path, b"").expect("create the audit log");
-    let mut sidecar_process = start_logged_as(&workspace, &sidecar, "sidecar");
-    let mut aggregator_process = start_logged_as(&workspace, &aggregator, "aggregator");
+    let mut sidecar_process = KillOnDrop(start_logged_as(&workspace, &sidecar, "sidecar"));
+    let mut aggregator_process = KillOnDrop(start_logged_as(&workspace, &aggregator, "aggregator"));
     let writer = {
         let chunks: Vec<Vec<u8>> = lines.chunks(1000).map(|chunk| chunk.concat()).collect();
         let log_path = log_path.clone();
@@ -131,7 +141,7 @@ path = "{dir}/out.ndjson"
     let stopped_at = Instant::now();
     let during = delivered(sidecar_port, "kafka");
     std::thread::sleep(Duration::from_secs(20));
-    let sidecar_rss = peak_rss_kib(sidecar_process.id());
+    let sidecar_rss = peak_rss_kib(sidecar_process.0.id());
     services("start");
     restart.0 = false;
     eprintln!(
@@ -154,9 +164,9 @@ path = "{dir}/out.ndjson"
             input.iter().all(|line| seen.contains(line))
         },
     );
-    let aggregator_rss = peak_rss_kib(aggregator_process.id());
-    let sidecar_rss_after = peak_rss_kib(sidecar_process.id());
-    for process in [&mut sidecar_process, &mut aggregator_process] {
+    let aggregator_rss = peak_rss_kib(aggregator_process.0.id());
+    let sidecar_rss_after = peak_rss_kib(sidecar_process.0.id());
+    for KillOnDrop(process) in [&mut sidecar_process, &mut aggregator_process] {
         common::terminate(process);
         let status = common::wait_exit(process, Duration::from_secs(60));
         assert!(status.success());

@@ -9,10 +9,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::kafka::{bootstrap, create_topic, produce, read_topic, unique_topic};
+use common::kafka::{bootstrap, create_topic, produce, read_topic, sidecar_config, unique_topic};
 use common::{
-    binary, complete_lines, free_port, generate, http_get, metric, run_once_ok, terminate,
-    wait_exit, wait_for, Workspace,
+    binary, complete_lines, delivered, free_port, generate, http_get, metric, run_once_ok,
+    terminate, wait_exit, wait_for, Workspace,
 };
 
 /// Events of `generate` written to a topic by `auditflow run --once` (stdin → kafka).
@@ -225,19 +225,7 @@ fn file_to_kafka_to_file_delivers_every_event_byte_for_byte_in_order_per_object(
     create_topic(&topic, 4);
     let input = generate(&["--count", "20000", "--seed", "3"]);
     std::fs::write(workspace.path("audit.log"), &input).expect("write the audit log");
-    let config = workspace.config(&format!(
-        r#"data_dir = "{{dir}}/sidecar"
-[sources.apiserver]
-type = "file"
-include = ["{{dir}}/audit.log"]
-[sinks.kafka]
-type = "kafka"
-inputs = ["apiserver"]
-bootstrap_servers = "{}"
-topic = "{topic}"
-"#,
-        bootstrap()
-    ));
+    let config = sidecar_config(&workspace, &topic, None, "");
     run_once_ok(&config);
 
     let mut consumer = Consumer::new(&workspace, "aggregator", &topic, "e2e", "");
@@ -328,22 +316,12 @@ fn a_producer_killed_mid_stream_and_restarted_loses_no_event() {
     let input = generate(&["--count", "150000", "--seed", "9"]);
     std::fs::write(workspace.path("audit.log"), &input).expect("write the audit log");
     let port = free_port();
-    let config = workspace.config(&format!(
-        r#"data_dir = "{{dir}}/sidecar"
-[api]
-address = "127.0.0.1:{port}"
-[sources.apiserver]
-type = "file"
-include = ["{{dir}}/audit.log"]
-[sinks.kafka]
-type = "kafka"
-inputs = ["apiserver"]
-bootstrap_servers = "{}"
-topic = "{topic}"
-max_in_flight_events = 5000
-"#,
-        bootstrap()
-    ));
+    let config = sidecar_config(
+        &workspace,
+        &topic,
+        Some(port),
+        "max_in_flight_events = 5000",
+    );
     let mut sidecar = Command::new(binary())
         .args(["run", "--once", "--config"])
         .arg(&config)
@@ -355,17 +333,7 @@ max_in_flight_events = 5000
     wait_for(
         Duration::from_secs(60),
         "the sidecar to deliver 20,000 events",
-        || {
-            let metrics = http_get(port, "/metrics")
-                .map(|(_, b)| b)
-                .unwrap_or_default();
-            let sent = metric(
-                &metrics,
-                "auditflow_component_sent_events_total",
-                &[("component_id", "kafka"), ("output", "_default")],
-            );
-            sent.unwrap_or_default() >= 20_000.0
-        },
+        || delivered(port, "kafka") >= 20_000.0,
     );
     sidecar.kill().expect("kill -9 the sidecar");
     sidecar.wait().expect("reap the sidecar");
@@ -765,19 +733,12 @@ fn run_unable_to_connect(config: &std::path::Path, port: u16) -> (String, f64) {
             .expect("feed");
     }
     std::thread::sleep(Duration::from_secs(5));
-    let metrics = http_get(port, "/metrics")
-        .map(|(_, b)| b)
-        .unwrap_or_default();
+    let delivered = delivered(port, "kafka");
     child.kill().expect("kill");
     let output = child.wait_with_output().expect("wait");
-    let delivered = metric(
-        &metrics,
-        "auditflow_component_sent_events_total",
-        &[("component_id", "kafka"), ("output", "_default")],
-    );
     (
         String::from_utf8_lossy(&output.stderr).into_owned(),
-        delivered.unwrap_or_default(),
+        delivered,
     )
 }
 

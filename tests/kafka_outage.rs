@@ -13,10 +13,10 @@ use std::io::Write;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::kafka::{bootstrap, create_topic, unique_topic};
+use common::kafka::{bootstrap, create_topic, sidecar_config, unique_topic};
 use common::{
-    complete_lines, free_port, generate, http_get, metric, peak_rss_kib, repository_dir,
-    start_logged_as, wait_for, Workspace,
+    complete_lines, delivered, free_port, generate, peak_rss_kib, repository_dir, start_logged_as,
+    wait_for, Workspace,
 };
 
 /// Runs `scripts/services.sh ACTION kafka`.
@@ -59,22 +59,12 @@ fn the_broker_stopped_for_20_seconds_mid_stream_loses_nothing_on_either_side() {
     let topic = unique_topic("outage");
     create_topic(&topic, 2);
     let (sidecar_port, aggregator_port) = (free_port(), free_port());
-    let sidecar = workspace.config(&format!(
-        r#"data_dir = "{{dir}}/sidecar"
-[api]
-address = "127.0.0.1:{sidecar_port}"
-[sources.apiserver]
-type = "file"
-include = ["{{dir}}/audit.log"]
-[sinks.kafka]
-type = "kafka"
-inputs = ["apiserver"]
-bootstrap_servers = "{bootstrap}"
-topic = "{topic}"
-max_in_flight_events = 2000
-"#,
-        bootstrap = bootstrap()
-    ));
+    let sidecar = sidecar_config(
+        &workspace,
+        &topic,
+        Some(sidecar_port),
+        "max_in_flight_events = 2000",
+    );
     let aggregator = workspace.path("aggregator.toml");
     std::fs::write(
         &aggregator,
@@ -118,17 +108,6 @@ path = "{dir}/out.ndjson"
                 std::thread::sleep(Duration::from_millis(500));
             }
         })
-    };
-    let delivered = |port: u16, id: &str| {
-        let metrics = http_get(port, "/metrics")
-            .map(|(_, b)| b)
-            .unwrap_or_default();
-        metric(
-            &metrics,
-            "auditflow_component_sent_events_total",
-            &[("component_id", id), ("output", "_default")],
-        )
-        .unwrap_or_default()
     };
     wait_for(
         Duration::from_secs(60),

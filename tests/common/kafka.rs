@@ -27,6 +27,23 @@ pub fn bootstrap() -> String {
     address
 }
 
+/// Writes the sidecar's pipeline (`{dir}/audit.log` → the `kafka` sink `kafka`
+/// writing `topic`, with `sink_options` added to it), its API on `api_port` if given.
+pub fn sidecar_config(
+    workspace: &super::Workspace,
+    topic: &str,
+    api_port: Option<u16>,
+    sink_options: &str,
+) -> std::path::PathBuf {
+    let api = api_port
+        .map(|port| format!("[api]\naddress = \"127.0.0.1:{port}\"\n"))
+        .unwrap_or_default();
+    workspace.config(&format!(
+        "data_dir = \"{{dir}}/sidecar\"\n{api}[sources.apiserver]\ntype = \"file\"\ninclude = [\"{{dir}}/audit.log\"]\n[sinks.kafka]\ntype = \"kafka\"\ninputs = [\"apiserver\"]\nbootstrap_servers = \"{}\"\ntopic = \"{topic}\"\n{sink_options}\n",
+        bootstrap()
+    ))
+}
+
 /// A topic name no other test (or earlier run) uses.
 pub fn unique_topic(name: &str) -> String {
     let nanos = std::time::SystemTime::now()

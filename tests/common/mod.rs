@@ -224,6 +224,20 @@ pub fn metric(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64>
     })
 }
 
+/// How many events component `id` has sent on its default output (a sink:
+/// delivered), read from the `/metrics` of the pipeline whose API is on `port`; 0 when it does not answer.
+pub fn delivered(port: u16, id: &str) -> f64 {
+    let metrics = http_get(port, "/metrics")
+        .map(|(_, body)| body)
+        .unwrap_or_default();
+    metric(
+        &metrics,
+        "auditflow_component_sent_events_total",
+        &[("component_id", id), ("output", "_default")],
+    )
+    .unwrap_or_default()
+}
+
 /// Sends SIGTERM to a child process.
 pub fn terminate(child: &Child) {
     let status = Command::new("kill")

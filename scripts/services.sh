@@ -6,7 +6,8 @@
 #   scripts/services.sh status NAME   say whether it runs and answers
 #
 # Servers: alertmanager (127.0.0.1:9093), kafka (127.0.0.1:9092; SASL on 9094; TLS with
-# client certificates on 9095, its test CA and certificates in target/services/kafka/tls).
+# client certificates on 9095, its test CA and certificates in target/services/kafka/tls),
+# opensearch (127.0.0.1:9200, OpenSearch 2.19 in a JVM, security plugin off).
 # Each server runs from target/services/NAME/: its data, its log (NAME.log) and its
 # PID file (NAME.pid). To add a server, write NAME_install, NAME_launch (starts it in
 # the background and prints nothing), NAME_ready (succeeds when it answers) and
@@ -14,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SERVICES="alertmanager kafka"
+SERVICES="alertmanager kafka opensearch"
 RUN_ROOT="${AUDITFLOW_SERVICES_DIR:-$PWD/target/services}"
 READY_TIMEOUT_SECONDS=60
 
@@ -127,6 +128,46 @@ kafka_ready() {
   pid_of kafka >/dev/null || return 0
   start="$(cat "$dir/kafka.log-start" 2>/dev/null || echo 0)"
   tail -c "+$((start + 1))" "$dir/kafka.log" | grep -q "Kafka Server started"
+}
+
+# --- opensearch --------------------------------------------------------------------
+# OpenSearch 2.19 as one node (single-node discovery, no security plugin), from Maven
+# Central: the jars of scripts/services/opensearch/pom.xml and OsNode.java, which starts
+# the node in a JVM (Java 17). Its data lives in target/services/opensearch/home.
+OPENSEARCH_PORT=9200
+OPENSEARCH_CONFIG="$PWD/scripts/services/opensearch"
+
+opensearch_install() {
+  command -v java >/dev/null 2>&1 || { echo "services.sh: installing Java 17 (apt)" >&2; apt_install openjdk-17-jdk-headless; }
+  command -v javac >/dev/null 2>&1 || { echo "services.sh: installing the Java 17 compiler (apt)" >&2; apt_install openjdk-17-jdk-headless; }
+  command -v mvn >/dev/null 2>&1 || { echo "services.sh: installing Maven (apt)" >&2; apt_install maven; }
+  local dir="$RUN_ROOT/opensearch"
+  if [[ ! -f "$dir/lib/.complete" ]]; then
+    echo "services.sh: downloading OpenSearch 2.19.6 (Maven Central)" >&2
+    mkdir -p "$dir/lib"
+    mvn -q -B -Dstyle.color=never -f "$OPENSEARCH_CONFIG/pom.xml" dependency:copy-dependencies -DoutputDirectory="$dir/lib" >&2
+    touch "$dir/lib/.complete"
+  fi
+  if [[ ! -f "$dir/classes/OsNode.class" || "$OPENSEARCH_CONFIG/OsNode.java" -nt "$dir/classes/OsNode.class" ]]; then
+    mkdir -p "$dir/classes"
+    javac -cp "$dir/lib/*" -d "$dir/classes" "$OPENSEARCH_CONFIG/OsNode.java"
+  fi
+}
+
+opensearch_url() { echo "http://127.0.0.1:$OPENSEARCH_PORT"; }
+
+opensearch_launch() {
+  local dir="$1"
+  mkdir -p "$dir/home"
+  nohup java -Xms512m -Xmx512m -Dlog4j2.configurationFile="$OPENSEARCH_CONFIG/log4j2.properties" \
+    -cp "$dir/classes:$dir/lib/*" OsNode "$dir/home" "$OPENSEARCH_PORT" \
+    >>"$dir/opensearch.log" 2>&1 </dev/null &
+  echo $! >"$dir/opensearch.pid"
+}
+
+# Ready when the cluster is at least yellow (a single node never places replicas).
+opensearch_ready() {
+  curl -fsS -o /dev/null "$(opensearch_url)/_cluster/health?wait_for_status=yellow&timeout=1s"
 }
 
 # --- generic ------------------------------------------------------------------------

@@ -20,7 +20,6 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 
 use auditflow_core::component::{ComponentTask, SinkConfig, SinkContext};
 use auditflow_core::config::{parse_options, OptionError};
@@ -31,8 +30,8 @@ use reqwest::{Method, Url};
 use serde::Deserialize;
 
 use crate::http_client::{
-    acknowledge, parse_headers, parse_url, run_batched, BatchOptions, BatchedSink, HttpClient,
-    RequestOptions, RequestSpec,
+    acknowledge, parse_headers, parse_url, run_batched, BatchOptions, BatchedSink, Compression,
+    HttpClient, RequestOptions, RequestSpec,
 };
 
 /// How a batch is written in the request body.
@@ -44,17 +43,6 @@ pub enum HttpEncoding {
     Ndjson,
     /// One JSON array of the events (`application/json`).
     JsonArray,
-}
-
-/// How the request body is compressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Compression {
-    /// Not compressed.
-    #[default]
-    None,
-    /// gzip, with `Content-Encoding: gzip`.
-    Gzip,
 }
 
 /// The HTTP method of the requests.
@@ -182,15 +170,7 @@ impl HttpSink {
                 body.push(b']');
             }
         }
-        match self.compression {
-            Compression::None => Ok(body),
-            Compression::Gzip => {
-                let mut encoder =
-                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-                encoder.write_all(&body)?;
-                encoder.finish()
-            }
-        }
+        self.compression.compress(body)
     }
 }
 

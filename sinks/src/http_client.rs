@@ -120,6 +120,44 @@ impl BatchOptions {
     }
 }
 
+/// How a request body is compressed (`compression`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    /// Not compressed.
+    #[default]
+    None,
+    /// gzip, with `Content-Encoding: gzip`.
+    Gzip,
+}
+
+impl Compression {
+    /// The body compressed (gzip at its fast level: the sink's CPU matters more
+    /// than the last few percent of bytes).
+    pub fn compress(self, body: Vec<u8>) -> std::io::Result<Vec<u8>> {
+        match self {
+            Compression::None => Ok(body),
+            Compression::Gzip => {
+                use std::io::Write as _;
+                let mut encoder = flate2::write::GzEncoder::new(
+                    Vec::with_capacity(body.len() / 4),
+                    flate2::Compression::fast(),
+                );
+                encoder.write_all(&body)?;
+                encoder.finish()
+            }
+        }
+    }
+
+    /// The `Content-Encoding` header value, if the body is compressed.
+    pub fn content_encoding(self) -> Option<&'static str> {
+        match self {
+            Compression::None => None,
+            Compression::Gzip => Some("gzip"),
+        }
+    }
+}
+
 /// `request.*`: timeouts and retries of each request.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -565,13 +603,15 @@ impl HttpClient {
     }
 }
 
-fn is_retryable(status: StatusCode) -> bool {
+/// Whether an answer with this status is worth trying again: 408, 429 and 5xx.
+pub fn is_retryable(status: StatusCode) -> bool {
     status == StatusCode::TOO_MANY_REQUESTS
         || status == StatusCode::REQUEST_TIMEOUT
         || status.is_server_error()
 }
 
-fn describe_request_error(error: &reqwest::Error) -> String {
+/// A request error as one line: what failed (timed out, cannot connect) and its innermost cause.
+pub fn describe_request_error(error: &reqwest::Error) -> String {
     use std::error::Error as _;
     let kind = if error.is_timeout() {
         "timed out"
@@ -594,7 +634,7 @@ fn describe_request_error(error: &reqwest::Error) -> String {
 }
 
 /// The wait a `Retry-After` header asks for: delay-seconds or an HTTP date.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let text = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     let wait = match text.parse::<u64>() {
         Ok(seconds) => Duration::from_secs(seconds),
@@ -610,7 +650,13 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 /// The start of an error response's body, as one line of text.
 async fn quoted_body(response: reqwest::Response) -> String {
     let body = response.bytes().await.unwrap_or_default();
-    let text = String::from_utf8_lossy(&body);
+    quote_body(&body)
+}
+
+/// The start of an error answer, as one line of text: its `message` or
+/// `error` when it is JSON that has one, at most [`MAX_QUOTED_BODY`] bytes.
+pub fn quote_body(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
     let text = match serde_json::from_str::<serde_json::Value>(&text) {
         Ok(serde_json::Value::String(message)) => message,
         Ok(serde_json::Value::Object(object)) => {

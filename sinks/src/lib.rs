@@ -10,6 +10,7 @@
 pub mod alertmanager;
 pub mod blackhole;
 pub mod console;
+pub mod elasticsearch;
 pub mod encoding;
 pub mod file;
 pub mod http;
@@ -24,6 +25,10 @@ pub fn register(catalog: &mut Catalog) {
     catalog.register("alertmanager", ComponentSpec::Sink(alertmanager::parse));
     catalog.register("blackhole", ComponentSpec::Sink(blackhole::parse));
     catalog.register("console", ComponentSpec::Sink(console::parse));
+    catalog.register(
+        elasticsearch::TYPE_NAME,
+        ComponentSpec::Sink(elasticsearch::parse),
+    );
     catalog.register("file", ComponentSpec::Sink(file::parse));
     catalog.register("http", ComponentSpec::Sink(http::parse));
     catalog.register(kafka::TYPE_NAME, ComponentSpec::Sink(kafka::parse));

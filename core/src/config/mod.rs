@@ -22,6 +22,7 @@
 //! (see [`ConfigError`]): unknown component types, unknown, missing and
 //! mistyped options, and the graph ([`graph`]).
 
+pub mod auth;
 pub mod duration;
 mod env;
 pub mod graph;
@@ -35,6 +36,7 @@ use std::sync::Arc;
 
 pub use env::interpolate;
 pub use options::{parse_options, OptionError};
+pub use auth::{AuthOptions, Credentials};
 pub use tls::TlsOptions;
 
 use crate::component::{Catalog, ComponentSpec, SinkConfig, SourceConfig, TransformConfig};

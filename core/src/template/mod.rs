@@ -207,6 +207,37 @@ impl Template {
             .collect()
     }
 
+    /// The names this template can render, as a wildcard pattern: its literal
+    /// text kept, each placeholder and time item replaced by `*` (runs of `*`
+    /// merged). `auditflow-audit-%Y.%m.%d` gives `auditflow-audit-*.*.*`, which
+    /// an index pattern or a listing filter can use.
+    pub fn wildcard_pattern(&self) -> String {
+        fn wildcard(pattern: &mut String) {
+            if !pattern.ends_with('*') {
+                pattern.push('*');
+            }
+        }
+        let mut pattern = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Literal(text) => pattern.push_str(text),
+                Part::Field { .. } => wildcard(&mut pattern),
+                Part::Time(items) => {
+                    for item in items {
+                        match item {
+                            Item::Literal(text) | Item::Space(text) => pattern.push_str(text),
+                            Item::OwnedLiteral(text) | Item::OwnedSpace(text) => {
+                                pattern.push_str(text)
+                            }
+                            _ => wildcard(&mut pattern),
+                        }
+                    }
+                }
+            }
+        }
+        pattern
+    }
+
     /// Renders the template for `event`, appending to `out`.
     pub fn render(&self, event: &Event, out: &mut String) -> Rendered {
         if let Some(constant) = self.as_constant() {
@@ -339,7 +370,9 @@ fn field_path(path: &str) -> FieldPath {
 }
 
 /// The event's own time: an audit event's timestamp, an alert's time; now for anything else.
-fn event_time(event: &Event) -> DateTime<Utc> {
+/// The event's own time (an audit event's `stageTimestamp`, else
+/// `requestReceivedTimestamp`; an alert's `time`), or now for an event that has none.
+pub fn event_time(event: &Event) -> DateTime<Utc> {
     let time = match &event.payload {
         Payload::Audit(audit) => audit.header().event_time(),
         Payload::Alert(alert) => DateTime::parse_from_rfc3339(&alert.time)

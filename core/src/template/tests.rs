@@ -139,3 +139,11 @@ fn bad_templates_say_what_is_wrong() {
         assert!(error.contains(says), "{text}: {error}");
     }
 }
+
+#[test]
+fn a_wildcard_pattern_keeps_the_literal_text() {
+    let pattern = |text: &str| Template::parse(text).unwrap().wildcard_pattern();
+    assert_eq!(pattern("auditflow-audit-%Y.%m.%d"), "auditflow-audit-*.*.*");
+    assert_eq!(pattern("audit-{{ objectRef.namespace }}-%Y%m"), "audit-*-*");
+    assert_eq!(pattern("plain"), "plain");
+}

@@ -1,0 +1,350 @@
+//! The connection of an `elasticsearch` sink (and of `auditflow query` against
+//! one): `endpoints` used in turn, `auth`, `tls`, built into an
+//! [`OpenSearch`] client; and what the cluster is ([`ClusterInfo`]: OpenSearch
+//! or Elasticsearch, its version, whether it has a lifecycle plugin), asked
+//! once at start so the sink can adapt its requests.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use auditflow_core::config::{AuthOptions, Credentials, OptionError, TlsOptions};
+use base64::Engine as _;
+use opensearch::auth::ClientCertificate;
+use opensearch::cert::{Certificate, CertificateValidation};
+use opensearch::http::headers::{HeaderMap, HeaderValue, AUTHORIZATION};
+use opensearch::http::transport::{Connection, ConnectionPool, TransportBuilder};
+use opensearch::http::{Method, StatusCode, Url};
+use opensearch::OpenSearch;
+use serde::Deserialize;
+
+use crate::http_client::parse_url;
+
+/// Where the cluster is and how to log in: the options a sink and `query` share.
+#[derive(Debug, Clone)]
+pub struct ClusterConnection {
+    /// The nodes, used in turn.
+    pub endpoints: Vec<Url>,
+    /// The credentials sent with every request.
+    pub credentials: Option<Credentials>,
+    /// TLS settings for `https://` endpoints.
+    pub tls: Option<TlsOptions>,
+}
+
+impl ClusterConnection {
+    /// Checks `endpoints`, `auth` and `tls`; errors name the option.
+    pub fn parse(
+        endpoints: &[String],
+        auth: Option<&AuthOptions>,
+        tls: Option<&TlsOptions>,
+    ) -> Result<ClusterConnection, Vec<OptionError>> {
+        let mut errors = Vec::new();
+        if endpoints.is_empty() {
+            errors.push(OptionError::new(
+                "endpoints",
+                "needs at least one URL, like [\"http://127.0.0.1:9200\"]",
+            ));
+        }
+        let mut urls = Vec::new();
+        for (index, text) in endpoints.iter().enumerate() {
+            match parse_url(&format!("endpoints[{index}]"), text) {
+                Ok(url) => urls.push(url),
+                Err(error) => errors.push(error),
+            }
+        }
+        let credentials = match auth.map(|auth| auth.credentials("auth")).transpose() {
+            Ok(credentials) => credentials,
+            Err(more) => {
+                errors.extend(more);
+                None
+            }
+        };
+        if let Some(tls) = tls {
+            tls.check("tls", &mut errors);
+            if tls.key_pass.is_some() {
+                errors.push(OptionError::new(
+                    "tls.key_pass",
+                    "is not supported by this sink: give key_file as an unencrypted PEM key (openssl pkey -in KEY -out PLAIN)",
+                ));
+            }
+        }
+        if errors.is_empty() {
+            Ok(ClusterConnection {
+                endpoints: urls,
+                credentials,
+                tls: tls.cloned(),
+            })
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// A client for these endpoints, each request limited to `timeout`.
+    pub fn client(&self, timeout: Duration) -> anyhow::Result<OpenSearch> {
+        let pool = RoundRobinPool::new(&self.endpoints).context("no endpoint to connect to")?;
+        let mut builder = TransportBuilder::new(pool).timeout(timeout).disable_proxy();
+        if let Some(value) = self.authorization()? {
+            let mut headers = HeaderMap::new();
+            headers.insert(AUTHORIZATION, value);
+            builder = builder.headers(headers);
+        }
+        if let Some(tls) = &self.tls {
+            builder = with_tls(builder, tls)?;
+        }
+        Ok(OpenSearch::new(builder.build()?))
+    }
+
+    /// The `Authorization` header of the credentials (set as a header so that a
+    /// client certificate can go with it).
+    fn authorization(&self) -> anyhow::Result<Option<HeaderValue>> {
+        let text = match &self.credentials {
+            None => return Ok(None),
+            Some(Credentials::Basic { user, password }) => format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            ),
+            Some(Credentials::Bearer(token)) => format!("Bearer {token}"),
+            Some(Credentials::ApiKey(token)) => format!("ApiKey {token}"),
+        };
+        let mut value = HeaderValue::from_str(&text)
+            .context("auth: the credentials hold a character an HTTP header cannot carry")?;
+        value.set_sensitive(true);
+        Ok(Some(value))
+    }
+}
+
+fn with_tls(mut builder: TransportBuilder, tls: &TlsOptions) -> anyhow::Result<TransportBuilder> {
+    if !tls.verify {
+        builder = builder.cert_validation(CertificateValidation::None);
+    } else if let Some(ca_file) = &tls.ca_file {
+        let pem = std::fs::read(ca_file)
+            .with_context(|| format!("tls.ca_file: cannot read {}", ca_file.display()))?;
+        let certificate = Certificate::from_pem(&pem).with_context(|| {
+            format!("tls.ca_file: {} holds no PEM certificate", ca_file.display())
+        })?;
+        builder = builder.cert_validation(CertificateValidation::Full(certificate));
+    }
+    if let (Some(crt_file), Some(key_file)) = (&tls.crt_file, &tls.key_file) {
+        let mut pem = std::fs::read(crt_file)
+            .with_context(|| format!("tls.crt_file: cannot read {}", crt_file.display()))?;
+        pem.push(b'\n');
+        pem.extend(
+            std::fs::read(key_file)
+                .with_context(|| format!("tls.key_file: cannot read {}", key_file.display()))?,
+        );
+        builder = builder.auth(opensearch::auth::Credentials::Certificate(
+            ClientCertificate::Pem(pem),
+        ));
+    }
+    Ok(builder)
+}
+
+/// The endpoints taken in turn, one request each, so that a node that fails
+/// is left for the next on the retry.
+#[derive(Debug, Clone)]
+struct RoundRobinPool {
+    connections: Arc<[Connection]>,
+    next: Arc<AtomicUsize>,
+}
+
+impl RoundRobinPool {
+    /// `None` without endpoints.
+    fn new(endpoints: &[Url]) -> Option<RoundRobinPool> {
+        if endpoints.is_empty() {
+            return None;
+        }
+        let connections: Vec<Connection> = endpoints
+            .iter()
+            .map(|url| Connection::new(url.clone()))
+            .collect();
+        Some(RoundRobinPool {
+            connections: connections.into(),
+            next: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+}
+
+impl ConnectionPool for RoundRobinPool {
+    fn next(&self) -> &Connection {
+        let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
+        // `new` refuses an empty list, so `turn` is always in range.
+        &self.connections[turn]
+    }
+}
+
+/// Which server the cluster runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Distribution {
+    /// OpenSearch: bodies are `flat_object`, lifecycles are ISM policies.
+    OpenSearch,
+    /// Elasticsearch: bodies are `flattened`, lifecycles are ILM policies.
+    Elasticsearch,
+}
+
+/// What the cluster is, asked once at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterInfo {
+    /// OpenSearch or Elasticsearch.
+    pub distribution: Distribution,
+    /// Its version (`2.19.6`, `8.15.0`).
+    pub version: String,
+    /// Whether it can run lifecycle policies (OpenSearch's ISM plugin;
+    /// Elasticsearch always has ILM).
+    pub has_lifecycle: bool,
+}
+
+#[derive(Deserialize)]
+struct RootAnswer {
+    version: VersionAnswer,
+}
+
+#[derive(Deserialize)]
+struct VersionAnswer {
+    number: String,
+    distribution: Option<String>,
+}
+
+impl ClusterInfo {
+    /// Asks the cluster (`GET /`, and for OpenSearch whether ISM answers).
+    pub async fn ask(client: &OpenSearch) -> Result<ClusterInfo, RequestError> {
+        let root: RootAnswer = get_json(client, "/").await?;
+        let distribution = match root.version.distribution.as_deref() {
+            Some("opensearch") => Distribution::OpenSearch,
+            _ => Distribution::Elasticsearch,
+        };
+        let has_lifecycle = match distribution {
+            Distribution::Elasticsearch => true,
+            Distribution::OpenSearch => {
+                let (status, _) = request(
+                    client,
+                    Method::Get,
+                    "/_plugins/_ism/policies?size=1",
+                    None,
+                )
+                .await?;
+                status.is_success()
+            }
+        };
+        Ok(ClusterInfo {
+            distribution,
+            version: root.version.number,
+            has_lifecycle,
+        })
+    }
+}
+
+/// Why a request to the cluster failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestError {
+    /// No answer (connection refused, timeout), or one worth waiting out
+    /// (408, 429, 5xx): try again later.
+    Unavailable(String),
+    /// The cluster refused the request; retrying will not change it.
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// What the cluster said.
+        message: String,
+    },
+}
+
+impl std::fmt::Display for RequestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RequestError::Unavailable(reason) => write!(f, "the cluster is unavailable: {reason}"),
+            RequestError::Refused { status, message } => {
+                write!(f, "the cluster refused the request with HTTP {status}: {message}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for RequestError {}
+
+/// Sends a request with an optional JSON body; the status and the body's bytes.
+/// A transport error is [`RequestError::Unavailable`]; any answer is returned.
+pub async fn request(
+    client: &OpenSearch,
+    method: Method,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> Result<(StatusCode, bytes::Bytes), RequestError> {
+    let mut headers = HeaderMap::new();
+    if body.is_some() {
+        headers.insert(
+            opensearch::http::headers::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    let body = body.map(|value| value.to_string().into_bytes());
+    let response = client
+        .send(method, path, headers, None::<&()>, body, None)
+        .await
+        .map_err(|error| RequestError::Unavailable(describe_error(&error)))?;
+    let status = response.status_code();
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|error| RequestError::Unavailable(describe_error(&error)))?;
+    Ok((status, bytes))
+}
+
+/// Sends a request and reads a successful answer as `T`; any other status is an error.
+pub async fn send_json<T: serde::de::DeserializeOwned>(
+    client: &OpenSearch,
+    method: Method,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> Result<T, RequestError> {
+    let (status, bytes) = request(client, method, path, body).await?;
+    check_status(status, &bytes)?;
+    serde_json::from_slice(&bytes).map_err(|error| RequestError::Refused {
+        status: status.as_u16(),
+        message: format!("the answer to {path} is not what was expected: {error}"),
+    })
+}
+
+/// `GET path`, read as `T`.
+pub async fn get_json<T: serde::de::DeserializeOwned>(
+    client: &OpenSearch,
+    path: &str,
+) -> Result<T, RequestError> {
+    send_json(client, Method::Get, path, None).await
+}
+
+/// `Ok` for a 2xx status; otherwise the error the answer makes.
+pub fn check_status(status: StatusCode, body: &[u8]) -> Result<(), RequestError> {
+    if status.is_success() {
+        return Ok(());
+    }
+    let message = crate::http_client::quote_body(body);
+    if crate::http_client::is_retryable(status) {
+        Err(RequestError::Unavailable(format!(
+            "HTTP {}: {message}",
+            status.as_u16()
+        )))
+    } else {
+        Err(RequestError::Refused {
+            status: status.as_u16(),
+            message,
+        })
+    }
+}
+
+/// A client error as one line, down to its innermost cause.
+pub fn describe_error(error: &opensearch::Error) -> String {
+    use std::error::Error as _;
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else {
+        "request failed"
+    };
+    let mut cause = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        cause = inner.to_string();
+        source = inner.source();
+    }
+    format!("{kind}: {cause}")
+}

@@ -1,0 +1,1 @@
+//! `auditflow query` against an `elasticsearch` sink's indices (filled in below).

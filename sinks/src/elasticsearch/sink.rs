@@ -1,0 +1,318 @@
+//! The running sink: set-up against the cluster, then batches sent as bulk
+//! requests, their items retried, refused or acknowledged one by one.
+
+use std::time::Duration;
+
+use auditflow_core::ack::BatchStatus;
+use auditflow_core::backoff::Backoff;
+use auditflow_core::component::SinkContext;
+use auditflow_core::event::{Event, Payload};
+use opensearch::http::headers::{HeaderMap, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
+use opensearch::http::Method;
+use opensearch::OpenSearch;
+
+use super::bulk::{self, ItemOutcome};
+use super::connection::{describe_error, ClusterInfo, Distribution, RequestError};
+use super::document::{Document, DocumentBuilder};
+use super::lifecycle;
+use super::mapping::{self, Content, TemplateLifecycle};
+use super::{CheckedElasticsearch, IndexMode};
+use crate::http_client::{run_batched, BatchedSink};
+
+/// How often an OpenSearch node without ISM is swept for expired indices.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// The sink while it runs.
+pub struct ElasticsearchSink {
+    checked: CheckedElasticsearch,
+    client: OpenSearch,
+    /// Set once the cluster has answered (documents depend on its distribution).
+    documents: Option<DocumentBuilder>,
+    /// Whether the sink deletes expired indices itself (OpenSearch without ISM).
+    sweeps: bool,
+    backoff: Backoff,
+}
+
+/// Why a bulk request as a whole did not deliver.
+enum BulkFailure {
+    /// Try it again (no answer, 429, 5xx, an answer that cannot be read).
+    Retry(String),
+    /// Refused whole (401, 403, 413, ...).
+    Refused(String),
+}
+
+impl ElasticsearchSink {
+    /// The sink with its client; nothing is sent until it runs.
+    pub fn new(checked: CheckedElasticsearch, context: &SinkContext) -> anyhow::Result<Self> {
+        let client = checked.connection.client(checked.config.request.timeout)?;
+        let request = checked.config.request;
+        tracing::debug!(component_id = %context.id, endpoints = checked.connection.endpoints.len(), "elasticsearch sink built");
+        Ok(ElasticsearchSink {
+            checked,
+            client,
+            documents: None,
+            sweeps: false,
+            backoff: Backoff::new(request.retry_initial_backoff, request.retry_max_backoff),
+        })
+    }
+
+    /// Sets up against the cluster (waiting for it), then sends batches until the input ends.
+    pub async fn run(mut self, context: SinkContext) -> anyhow::Result<()> {
+        let mut attempt = 0;
+        loop {
+            match self.set_up(&context).await {
+                Ok(()) => break,
+                Err(RequestError::Unavailable(reason)) => {
+                    let wait = self.backoff.wait(attempt.min(16));
+                    context.metrics.error("setup_retried", 1);
+                    tracing::warn!(component_id = %context.id, "cannot set up the index templates: {reason}; trying again in {wait:?} (no event is read meanwhile)");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err(error) => {
+                    anyhow::bail!("{}: cannot set up the index templates: {error}", context.id)
+                }
+            }
+        }
+        let batch = self.checked.batch;
+        run_batched(self, batch, context).await
+    }
+
+    /// Asks the cluster what it is and installs the templates and the lifecycle policy.
+    async fn set_up(&mut self, context: &SinkContext) -> Result<(), RequestError> {
+        let info = ClusterInfo::ask(&self.client).await?;
+        tracing::info!(component_id = %context.id, "connected to {:?} {} (lifecycle policies: {})", info.distribution, info.version, if info.has_lifecycle { "yes" } else { "no" });
+        let (audit_pattern, alerts_pattern) = self.checked.patterns();
+        let patterns = vec![audit_pattern.clone(), alerts_pattern.clone()];
+        let policy = format!("auditflow-{}", context.id);
+        let lifecycle = self.install_lifecycle(&info, &policy, &patterns, context).await?;
+        if self.checked.config.manage_templates {
+            let data_stream = self.checked.config.mode == IndexMode::DataStream;
+            for (name, content, pattern) in [
+                (format!("auditflow-{}-audit", context.id), Content::Audit, &audit_pattern),
+                (format!("auditflow-{}-alerts", context.id), Content::Alerts, &alerts_pattern),
+            ] {
+                let body = mapping::index_template(
+                    content,
+                    info.distribution,
+                    std::slice::from_ref(pattern),
+                    data_stream,
+                    &lifecycle,
+                );
+                let path = format!("/_index_template/{name}");
+                let (status, answer) =
+                    super::connection::request(&self.client, Method::Put, &path, Some(&body))
+                        .await?;
+                super::connection::check_status(status, &answer)?;
+            }
+        }
+        self.documents = Some(DocumentBuilder {
+            index: self.checked.index.clone(),
+            alerts_index: self.checked.alerts_index.clone(),
+            id: self.checked.id.clone(),
+            distribution: info.distribution,
+        });
+        if self.sweeps {
+            self.sweep(context).await;
+        }
+        Ok(())
+    }
+
+    /// Installs the retention policy the cluster runs, or notes that the sink sweeps.
+    async fn install_lifecycle(
+        &mut self,
+        info: &ClusterInfo,
+        policy: &str,
+        patterns: &[String],
+        context: &SinkContext,
+    ) -> Result<TemplateLifecycle, RequestError> {
+        let Some(retention) = self.checked.config.retention else {
+            return Ok(TemplateLifecycle::None);
+        };
+        if !self.checked.config.manage_templates {
+            return Ok(TemplateLifecycle::None);
+        }
+        let rollover = self.checked.rollover_size();
+        match (info.distribution, info.has_lifecycle) {
+            (Distribution::Elasticsearch, _) => {
+                let body = lifecycle::ilm_policy(retention, rollover);
+                lifecycle::put_ilm_policy(&self.client, policy, &body).await?;
+                Ok(TemplateLifecycle::Ilm(policy.to_string()))
+            }
+            (Distribution::OpenSearch, true) => {
+                let body = lifecycle::ism_policy(retention, patterns, rollover);
+                lifecycle::put_ism_policy(&self.client, policy, &body).await?;
+                Ok(TemplateLifecycle::None)
+            }
+            (Distribution::OpenSearch, false) => {
+                tracing::warn!(component_id = %context.id, "the cluster has no ISM plugin: the sink deletes indices past the retention ({}) itself, every hour", lifecycle::age(retention));
+                self.sweeps = true;
+                Ok(TemplateLifecycle::None)
+            }
+        }
+    }
+
+    /// Deletes the indices past the retention (OpenSearch without ISM).
+    async fn sweep(&self, context: &SinkContext) {
+        let Some(retention) = self.checked.config.retention else {
+            return;
+        };
+        let (audit, alerts) = self.checked.patterns();
+        let cutoff = chrono::Utc::now().timestamp_millis()
+            - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+        match lifecycle::delete_expired(&self.client, &[audit, alerts], cutoff).await {
+            Ok(deleted) if deleted.is_empty() => {}
+            Ok(deleted) => {
+                tracing::info!(component_id = %context.id, "deleted {} indices past the retention: {}", deleted.len(), deleted.join(", "))
+            }
+            Err(error) => {
+                context.metrics.error("retention_failed", 1);
+                tracing::warn!(component_id = %context.id, "cannot apply the retention: {error}; trying again in an hour");
+            }
+        }
+    }
+
+    /// Sends one bulk request; the outcome of each document.
+    async fn post_bulk(&self, documents: &[&Document]) -> Result<Vec<ItemOutcome>, BulkFailure> {
+        let mut body = Vec::with_capacity(documents.iter().map(|d| bulk::operation_size(d)).sum());
+        for document in documents {
+            bulk::write_operation(&mut body, document);
+        }
+        let compression = self.checked.config.compression;
+        let body = compression
+            .compress(body)
+            .map_err(|error| BulkFailure::Retry(format!("cannot compress the request: {error}")))?;
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+        if let Some(encoding) = compression.content_encoding() {
+            headers.insert(CONTENT_ENCODING, HeaderValue::from_static(encoding));
+        }
+        let response = self
+            .client
+            .send(Method::Post, "/_bulk", headers, None::<&()>, Some(body), None)
+            .await
+            .map_err(|error| BulkFailure::Retry(describe_error(&error)))?;
+        let status = response.status_code();
+        let answer = response
+            .bytes()
+            .await
+            .map_err(|error| BulkFailure::Retry(describe_error(&error)))?;
+        if let Err(error) = super::connection::check_status(status, &answer) {
+            return Err(match error {
+                RequestError::Unavailable(reason) => BulkFailure::Retry(reason),
+                refused @ RequestError::Refused { .. } => BulkFailure::Refused(refused.to_string()),
+            });
+        }
+        bulk::read_answer(&answer, documents.len()).map_err(BulkFailure::Retry)
+    }
+}
+
+/// The reason an item was refused, as its `errors` record says it.
+fn refusal(event: &Event, document: &Document, reason: &str) -> String {
+    let audit_id = match &event.payload {
+        Payload::Audit(audit) => audit.header().audit_id().to_string(),
+        _ => String::new(),
+    };
+    if audit_id.is_empty() {
+        format!("index {} refused document {}: {reason}", document.index, document.id)
+    } else {
+        format!(
+            "index {} refused the event with auditID {audit_id}: {reason}",
+            document.index
+        )
+    }
+}
+
+impl BatchedSink for ElasticsearchSink {
+    type Item = (Event, Document);
+
+    fn prepare(&mut self, event: Event, context: &SinkContext) -> Option<(Self::Item, usize)> {
+        let documents = self.documents.as_ref()?;
+        match documents.build(&event) {
+            Ok((document, notes)) => {
+                if notes.missing_fields > 0 {
+                    context
+                        .metrics
+                        .error("template_field_missing", notes.missing_fields as u64);
+                }
+                if notes.cut_bodies {
+                    context.metrics.error("body_strings_cut", 1);
+                }
+                let size = bulk::operation_size(&document);
+                Some(((event, document), size))
+            }
+            Err(reason) => {
+                tracing::error!(component_id = %context.id, "an event cannot be made a document: {reason}");
+                context.failed(vec![event], BatchStatus::Rejected, "encode_failed");
+                None
+            }
+        }
+    }
+
+    async fn send(&mut self, batch: Vec<Self::Item>, context: &SinkContext) {
+        let attempts = self.checked.config.request.retry_attempts;
+        let mut pending = batch;
+        let mut stored = Vec::new();
+        let mut stored_bytes = 0;
+        let mut refused = Vec::new();
+        let mut retries = 0;
+        loop {
+            let documents: Vec<&Document> = pending.iter().map(|(_, document)| document).collect();
+            let reason = match self.post_bulk(&documents).await {
+                Ok(outcomes) => {
+                    let mut again = Vec::new();
+                    let mut last = String::new();
+                    for ((event, document), outcome) in pending.drain(..).zip(outcomes) {
+                        match outcome {
+                            ItemOutcome::Stored => {
+                                stored_bytes += document.source.len();
+                                stored.push(event);
+                            }
+                            ItemOutcome::Retry(reason) => {
+                                last = reason;
+                                again.push((event, document));
+                            }
+                            ItemOutcome::Refused(reason) => {
+                                let reason = refusal(&event, &document, &reason);
+                                refused.push((event, reason));
+                            }
+                        }
+                    }
+                    pending = again;
+                    last
+                }
+                Err(BulkFailure::Retry(reason)) => reason,
+                Err(BulkFailure::Refused(reason)) => {
+                    tracing::error!(component_id = %context.id, events = pending.len(), "{reason}; the events are reported as not delivered");
+                    let events = pending.drain(..).map(|(event, _)| event).collect();
+                    context.failed(events, BatchStatus::Rejected, "delivery_rejected");
+                    String::new()
+                }
+            };
+            if pending.is_empty() {
+                break;
+            }
+            if retries >= attempts {
+                tracing::error!(component_id = %context.id, events = pending.len(), "no delivery after {} attempts; the last one failed: {reason}; the events are reported as not delivered", retries + 1);
+                let events = pending.drain(..).map(|(event, _)| event).collect();
+                context.failed(events, BatchStatus::Errored, "delivery_failed");
+                break;
+            }
+            let wait = self.backoff.wait(retries);
+            context.metrics.error("items_retried", pending.len() as u64);
+            tracing::warn!(component_id = %context.id, events = pending.len(), "not stored: {reason}; retry {} of {attempts} in {wait:?}", retries + 1);
+            tokio::time::sleep(wait).await;
+            retries += 1;
+        }
+        context.delivered(stored, stored_bytes);
+        context.refuse(refused, "document_refused").await;
+    }
+
+    fn housekeeping_interval(&self) -> Option<Duration> {
+        self.sweeps.then_some(SWEEP_INTERVAL)
+    }
+
+    async fn housekeeping(&mut self, context: &SinkContext) {
+        self.sweep(context).await;
+    }
+}

@@ -1,0 +1,1 @@
+//! Unit tests of the `elasticsearch` sink's options, documents, bulk answers and requests.

@@ -1,10 +1,15 @@
-//! `auditflow query`: searches the `local_store` of a pipeline, newest first.
+//! `auditflow query`: searches a store of a pipeline, newest first: a
+//! `local_store` sink, or the indices of an `elasticsearch` sink.
 //!
-//! The store is found from `--data-dir DIR` and `--store ID` (the sink id), or
-//! from the pipeline configuration (`--config`, default `pipeline.toml`): its
-//! `data_dir` and its `local_store` sink. The header filters (`--user`,
-//! `--verb`, ...) are answered from the store's indexes; `--where` (a condition
-//! in the pipeline's condition syntax) is evaluated on the events they select.
+//! The store is the pipeline's store sink named by `--store ID` (needed only
+//! when the pipeline has several), found from the pipeline configuration
+//! (`--config`, default `pipeline.toml`); or a local store given by
+//! `--data-dir DIR` (and `--store ID`); or an Elasticsearch/OpenSearch cluster
+//! given by `--endpoint URL` (and `--index`, `--alerts-index`), with no
+//! pipeline. Every store answers through [`SearchableStore`]: the header
+//! filters (`--user`, `--verb`, ...) are answered by the store (its indexes,
+//! or a query of the cluster); `--where` (a condition in the pipeline's
+//! condition syntax) is evaluated on the events they select.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -15,12 +20,17 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use auditflow_core::condition::Condition;
+use auditflow_core::config::{ComponentConfig, PipelineConfig};
 use auditflow_core::event::{Event, Payload};
+use auditflow_sinks::elasticsearch::connection::ClusterConnection;
+use auditflow_sinks::elasticsearch::search::ElasticsearchStore;
+use auditflow_sinks::elasticsearch::{self, CheckedElasticsearch};
 use auditflow_sinks::local_store::partition::{self, format_micros, Day};
 use auditflow_sinks::local_store::read::{
     sorted_counts, AlertFilter, EventFilter, Field, Store, StoredAlert, StoredEvent, TimeRange,
 };
-use auditflow_sinks::local_store::{store_dir, TYPE_NAME};
+use auditflow_sinks::local_store::{self, store_dir};
+use auditflow_sinks::search::SearchableStore;
 use chrono::{DateTime, Utc};
 
 use crate::validate;
@@ -28,15 +38,24 @@ use crate::validate;
 /// Options of `auditflow query`.
 #[derive(Debug, clap::Args)]
 pub struct QueryArgs {
-    /// The pipeline whose store is searched (its data_dir and local_store sink).
+    /// The pipeline whose store is searched (its local_store or elasticsearch sink).
     #[arg(long, short, default_value = "pipeline.toml")]
     pub config: PathBuf,
     /// The pipeline's data directory (default: data_dir of --config).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// The id of the local_store sink, when the pipeline has several.
+    /// The id of the store sink (local_store or elasticsearch), when the pipeline has several.
     #[arg(long)]
     pub store: Option<String>,
+    /// An Elasticsearch/OpenSearch node to search, without a pipeline (`http://127.0.0.1:9200`).
+    #[arg(long, conflicts_with_all = ["data_dir", "store"])]
+    pub endpoint: Option<String>,
+    /// With --endpoint: the indices of audit events (a pattern).
+    #[arg(long, requires = "endpoint", default_value = "auditflow-audit-*")]
+    pub index: String,
+    /// With --endpoint: the indices of alerts (a pattern).
+    #[arg(long, requires = "endpoint", default_value = "auditflow-alerts-*")]
+    pub alerts_index: String,
     /// Only events of this recent period (`24h`, `7d`, `90m`).
     #[arg(long, conflicts_with = "from")]
     pub since: Option<String>,
@@ -124,16 +143,16 @@ pub fn query(args: &QueryArgs) -> anyhow::Result<ExitCode> {
         (None, true) => Mode::Count,
         (None, false) => Mode::List,
     };
-    let Some(dir) = locate_store(args)? else {
+    let Some(mut store) = open_store(args)? else {
         return Ok(ExitCode::FAILURE);
     };
-    let mut store = Store::open(&dir)?;
+    let store = store.as_mut();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let printed = if args.alerts {
         let filter = alert_filter(args)?;
         query_alerts(
-            &mut store,
+            store,
             &range,
             &filter,
             condition.as_ref(),
@@ -144,7 +163,7 @@ pub fn query(args: &QueryArgs) -> anyhow::Result<ExitCode> {
     } else {
         let filter = event_filter(args);
         query_events(
-            &mut store,
+            store,
             &range,
             &filter,
             condition.as_ref(),
@@ -157,10 +176,11 @@ pub fn query(args: &QueryArgs) -> anyhow::Result<ExitCode> {
         Err(error) if is_broken_pipe(&error) => {}
         other => other?,
     }
-    for error in &store.errors {
-        eprintln!("error: {error}");
+    let problems = store.problems();
+    for problem in &problems {
+        eprintln!("error: {problem}");
     }
-    Ok(if store.errors.is_empty() {
+    Ok(if problems.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -283,40 +303,82 @@ fn alert_filter(args: &QueryArgs) -> anyhow::Result<AlertFilter> {
     })
 }
 
-/// The store's directory: `--data-dir`/`--store`, completed from the configuration.
-/// `None` when the configuration is invalid (its errors are printed).
-fn locate_store(args: &QueryArgs) -> anyhow::Result<Option<PathBuf>> {
+/// The store to search: `--endpoint`, `--data-dir`/`--store`, or the pipeline's
+/// store sink. `None` when the configuration is invalid (its errors are printed).
+fn open_store(args: &QueryArgs) -> anyhow::Result<Option<Box<dyn SearchableStore>>> {
+    if let Some(endpoint) = &args.endpoint {
+        let connection = ClusterConnection::parse(std::slice::from_ref(endpoint), None, None)
+            .map_err(|errors| anyhow::anyhow!("--endpoint: {}", errors[0].message))?;
+        let store = ElasticsearchStore::open(&connection, &args.index, &args.alerts_index)?;
+        return Ok(Some(Box::new(store)));
+    }
     if let (Some(data_dir), Some(store)) = (&args.data_dir, &args.store) {
-        return Ok(Some(store_dir(data_dir, store)));
+        return Ok(Some(Box::new(Store::open(&store_dir(data_dir, store))?)));
     }
     if args.data_dir.is_some() && !args.config.exists() {
         let data_dir = args.data_dir.as_deref().unwrap_or(Path::new("."));
-        return store_in_data_dir(data_dir).map(Some);
+        return Ok(Some(Box::new(Store::open(&store_in_data_dir(data_dir)?)?)));
     }
     let Some(config) = validate::load(&args.config) else {
         return Ok(None);
     };
+    let (id, type_name) = store_sink(&config, args)?;
+    if type_name == elasticsearch::TYPE_NAME {
+        let checked = config
+            .components
+            .iter()
+            .find(|c| c.id == id)
+            .and_then(|c| match &c.config {
+                ComponentConfig::Sink(sink) => sink.as_any(),
+                _ => None,
+            })
+            .and_then(|any| any.downcast_ref::<CheckedElasticsearch>())
+            .with_context(|| format!("sinks.{id} is not an elasticsearch sink"))?;
+        let (events, alerts) = checked.patterns();
+        let store = ElasticsearchStore::open(&checked.connection, &events, &alerts)?;
+        return Ok(Some(Box::new(store)));
+    }
     let data_dir = args.data_dir.clone().unwrap_or(config.data_dir.clone());
-    let stores: Vec<String> = config
+    Ok(Some(Box::new(Store::open(&store_dir(&data_dir, &id))?)))
+}
+
+/// The id and type of the store sink `--store` names, or of the only one.
+fn store_sink(config: &PipelineConfig, args: &QueryArgs) -> anyhow::Result<(String, String)> {
+    let stores: Vec<(String, String)> = config
         .components
         .iter()
-        .filter(|c| c.type_name == TYPE_NAME)
-        .map(|c| c.id.clone())
+        .filter(|c| {
+            [local_store::TYPE_NAME, elasticsearch::TYPE_NAME].contains(&c.type_name.as_str())
+        })
+        .map(|c| (c.id.clone(), c.type_name.clone()))
         .collect();
-    let id = match (&args.store, stores.as_slice()) {
-        (Some(id), _) => id.clone(),
-        (None, [only]) => only.clone(),
+    let ids = || {
+        stores
+            .iter()
+            .map(|(id, _)| id.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match (&args.store, stores.as_slice()) {
+        (Some(id), _) => stores
+            .iter()
+            .find(|(store, _)| store == id)
+            .cloned()
+            .with_context(|| match stores.is_empty() {
+                true => format!("{} has no store sink named {id}: it has no local_store or elasticsearch sink", args.config.display()),
+                false => format!("{} has no store sink named {id}; its store sinks: {}", args.config.display(), ids()),
+            }),
+        (None, [only]) => Ok(only.clone()),
         (None, []) => anyhow::bail!(
-            "{} has no local_store sink: add one, or give the store with --data-dir DIR --store ID",
+            "{} has no store sink (local_store or elasticsearch): add one, or give the store with --data-dir DIR --store ID or --endpoint URL",
             args.config.display()
         ),
-        (None, several) => anyhow::bail!(
-            "{} has several local_store sinks ({}): choose one with --store ID",
+        (None, _) => anyhow::bail!(
+            "{} has several store sinks ({}): choose one with --store ID",
             args.config.display(),
-            several.join(", ")
+            ids()
         ),
-    };
-    Ok(Some(store_dir(&data_dir, &id)))
+    }
 }
 
 /// The only store under a data directory (a subdirectory holding day partitions).
@@ -356,7 +418,7 @@ fn matches(condition: Option<&Condition>, payload: Payload) -> (bool, Event) {
 }
 
 fn query_events(
-    store: &mut Store,
+    store: &mut dyn SearchableStore,
     range: &TimeRange,
     filter: &EventFilter,
     condition: Option<&Condition>,
@@ -373,7 +435,7 @@ fn query_events(
         (Mode::Count, Some(_)) | (Mode::GroupBy(_), Some(_)) => {
             let mut counts = BTreeMap::new();
             let mut total = 0u64;
-            store.for_each_event(range, filter, |stored| {
+            store.for_each_event(range, filter, &mut |stored| {
                 let (matched, event) = matches(condition, Payload::Audit(Arc::new(stored.event)));
                 if matched {
                     total += 1;
@@ -392,7 +454,7 @@ fn query_events(
         }
         (Mode::List, _) => {
             let mut rows = Vec::new();
-            store.for_each_event(range, filter, |StoredEvent { time, event }| {
+            store.for_each_event(range, filter, &mut |StoredEvent { time, event }| {
                 let (matched, event) = matches(condition, Payload::Audit(Arc::new(event)));
                 if matched {
                     rows.push((time, event));
@@ -410,7 +472,7 @@ fn query_events(
 }
 
 fn query_alerts(
-    store: &mut Store,
+    store: &mut dyn SearchableStore,
     range: &TimeRange,
     filter: &AlertFilter,
     condition: Option<&Condition>,
@@ -421,7 +483,7 @@ fn query_alerts(
     let mut rows = Vec::new();
     let mut counts = BTreeMap::new();
     let mut total = 0u64;
-    store.for_each_alert(range, filter, |StoredAlert { time, alert }| {
+    store.for_each_alert(range, filter, &mut |StoredAlert { time, alert }| {
         let (matched, event) = matches(condition, Payload::Alert(Arc::new(alert)));
         if !matched {
             return ControlFlow::Continue(());

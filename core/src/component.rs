@@ -150,6 +150,13 @@ pub trait TransformConfig: Send + Sync {
 pub trait SinkConfig: Send + Sync {
     /// Starts the sink.
     fn build(&self, context: SinkContext) -> anyhow::Result<ComponentTask>;
+
+    /// The checked options as `Any`, for tools that read a sink's options
+    /// (`auditflow query` finds a store sink's indices this way); `None` for
+    /// sinks no tool reads.
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
 }
 
 /// What a transform is given when it is built.

@@ -17,6 +17,7 @@ pub mod http;
 pub mod http_client;
 pub mod kafka;
 pub mod local_store;
+pub mod search;
 
 use auditflow_core::component::{Catalog, ComponentSpec};
 

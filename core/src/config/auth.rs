@@ -164,7 +164,10 @@ mod tests {
         let options = auth("strategy = \"api_key\"\ntoken = \"c2VjcmV0\"");
         assert!(options.credentials("auth").unwrap() == Credentials::ApiKey("c2VjcmV0".into()));
         assert!(!format!("{options:?}").contains("c2VjcmV0"));
-        let errors = auth("strategy = \"bearer\"").credentials("x.auth").err().unwrap();
+        let errors = auth("strategy = \"bearer\"")
+            .credentials("x.auth")
+            .err()
+            .unwrap();
         assert_eq!(errors[0].field, "x.auth.token");
     }
 }

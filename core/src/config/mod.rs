@@ -34,9 +34,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use auth::{AuthOptions, Credentials};
 pub use env::interpolate;
 pub use options::{parse_options, OptionError};
-pub use auth::{AuthOptions, Credentials};
 pub use tls::TlsOptions;
 
 use crate::component::{Catalog, ComponentSpec, SinkConfig, SourceConfig, TransformConfig};

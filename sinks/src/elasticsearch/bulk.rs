@@ -125,7 +125,9 @@ fn outcome(result: ItemAnswer) -> ItemOutcome {
         {
             ItemOutcome::Stored
         }
-        408 | 429 | 500..=599 => ItemOutcome::Retry(format!("HTTP {}: {}", result.status, reason())),
+        408 | 429 | 500..=599 => {
+            ItemOutcome::Retry(format!("HTTP {}: {}", result.status, reason()))
+        }
         status => ItemOutcome::Refused(format!("HTTP {status}: {}", reason())),
     }
 }

@@ -121,7 +121,10 @@ fn with_tls(mut builder: TransportBuilder, tls: &TlsOptions) -> anyhow::Result<T
         let pem = std::fs::read(ca_file)
             .with_context(|| format!("tls.ca_file: cannot read {}", ca_file.display()))?;
         let certificate = Certificate::from_pem(&pem).with_context(|| {
-            format!("tls.ca_file: {} holds no PEM certificate", ca_file.display())
+            format!(
+                "tls.ca_file: {} holds no PEM certificate",
+                ca_file.display()
+            )
         })?;
         builder = builder.cert_validation(CertificateValidation::Full(certificate));
     }
@@ -216,13 +219,8 @@ impl ClusterInfo {
         let has_lifecycle = match distribution {
             Distribution::Elasticsearch => true,
             Distribution::OpenSearch => {
-                let (status, _) = request(
-                    client,
-                    Method::Get,
-                    "/_plugins/_ism/policies?size=1",
-                    None,
-                )
-                .await?;
+                let (status, _) =
+                    request(client, Method::Get, "/_plugins/_ism/policies?size=1", None).await?;
                 status.is_success()
             }
         };
@@ -254,7 +252,10 @@ impl std::fmt::Display for RequestError {
         match self {
             RequestError::Unavailable(reason) => write!(f, "the cluster is unavailable: {reason}"),
             RequestError::Refused { status, message } => {
-                write!(f, "the cluster refused the request with HTTP {status}: {message}")
+                write!(
+                    f,
+                    "the cluster refused the request with HTTP {status}: {message}"
+                )
             }
         }
     }

@@ -25,7 +25,7 @@ use super::connection::{check_status, request, send_json, RequestError};
 /// A retention, in whole days or hours as the lifecycle APIs take it (`90d`, `36h`).
 pub fn age(retention: Duration) -> String {
     let hours = retention.as_secs().div_ceil(3600).max(1);
-    if hours % 24 == 0 {
+    if hours.is_multiple_of(24) {
         format!("{}d", hours / 24)
     } else {
         format!("{hours}h")
@@ -33,11 +33,7 @@ pub fn age(retention: Duration) -> String {
 }
 
 /// The body of `PUT _plugins/_ism/policies/NAME` (OpenSearch ISM).
-pub fn ism_policy(
-    retention: Duration,
-    patterns: &[String],
-    rollover_size: Option<&str>,
-) -> Value {
+pub fn ism_policy(retention: Duration, patterns: &[String], rollover_size: Option<&str>) -> Value {
     let mut hot_actions = Vec::new();
     if let Some(size) = rollover_size {
         hot_actions.push(json!({ "rollover": { "min_primary_shard_size": size } }));
@@ -115,7 +111,13 @@ pub async fn put_ilm_policy(
     name: &str,
     policy: &Value,
 ) -> Result<(), RequestError> {
-    let _: Value = send_json(client, Method::Put, &format!("/_ilm/policy/{name}"), Some(policy)).await?;
+    let _: Value = send_json(
+        client,
+        Method::Put,
+        &format!("/_ilm/policy/{name}"),
+        Some(policy),
+    )
+    .await?;
     Ok(())
 }
 
@@ -148,7 +150,8 @@ pub async fn delete_expired(
         .cloned()
         .unwrap_or_default();
     for bucket in buckets {
-        let (Some(index), Some(newest)) = (bucket["key"].as_str(), bucket["newest"]["value"].as_f64())
+        let (Some(index), Some(newest)) =
+            (bucket["key"].as_str(), bucket["newest"]["value"].as_f64())
         else {
             continue;
         };
@@ -164,7 +167,10 @@ pub async fn delete_expired(
 }
 
 /// The write indices of the data streams matching `patterns`.
-async fn write_indices(client: &OpenSearch, patterns: &[String]) -> Result<Vec<String>, RequestError> {
+async fn write_indices(
+    client: &OpenSearch,
+    patterns: &[String],
+) -> Result<Vec<String>, RequestError> {
     let (status, body) = request(
         client,
         Method::Get,
@@ -176,9 +182,16 @@ async fn write_indices(client: &OpenSearch, patterns: &[String]) -> Result<Vec<S
         return Ok(Vec::new());
     }
     let answer: Value = serde_json::from_slice(&body).unwrap_or_default();
-    let streams = answer["data_streams"].as_array().cloned().unwrap_or_default();
+    let streams = answer["data_streams"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     Ok(streams
         .iter()
-        .filter_map(|stream| stream["indices"].as_array()?.last()?["index_name"].as_str().map(str::to_string))
+        .filter_map(|stream| {
+            stream["indices"].as_array()?.last()?["index_name"]
+                .as_str()
+                .map(str::to_string)
+        })
         .collect())
 }

@@ -120,7 +120,7 @@ fn audit_mappings(distribution: Distribution) -> Value {
     json!({
         "dynamic": false,
         "properties": {
-            "@timestamp": { "type": "date" },
+            "@timestamp": { "type": "date_nanos" },
             "kind": keyword(),
             "apiVersion": keyword(),
             "level": keyword(),
@@ -153,7 +153,7 @@ fn alert_mappings(distribution: Distribution) -> Value {
     json!({
         "dynamic": false,
         "properties": {
-            "@timestamp": { "type": "date" },
+            "@timestamp": { "type": "date_nanos" },
             "time": { "type": "date" },
             "rule": keyword(),
             "priority": keyword(),

@@ -205,7 +205,10 @@ pub fn check(options: &toml::Table) -> Result<CheckedElasticsearch, Vec<OptionEr
     };
     let index = template(
         "index",
-        config.index.as_deref().unwrap_or(default_index(config.mode)),
+        config
+            .index
+            .as_deref()
+            .unwrap_or(default_index(config.mode)),
     );
     let alerts_index = template(
         "alerts_index",
@@ -245,7 +248,10 @@ pub fn check(options: &toml::Table) -> Result<CheckedElasticsearch, Vec<OptionEr
 }
 
 fn check_lifecycle(config: &ElasticsearchConfig, errors: &mut Vec<OptionError>) {
-    if config.retention.is_some_and(|retention| retention < Duration::from_secs(3600)) {
+    if config
+        .retention
+        .is_some_and(|retention| retention < Duration::from_secs(3600))
+    {
         errors.push(OptionError::new(
             "retention",
             "must be at least 1h (lifecycle policies count in hours and days), like \"90d\"",
@@ -281,5 +287,9 @@ impl SinkConfig for CheckedElasticsearch {
     fn build(&self, context: SinkContext) -> anyhow::Result<ComponentTask> {
         let sink = sink::ElasticsearchSink::new(self.clone(), &context)?;
         Ok(Box::pin(sink.run(context)))
+    }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
     }
 }

@@ -85,12 +85,22 @@ impl ElasticsearchSink {
         let (audit_pattern, alerts_pattern) = self.checked.patterns();
         let patterns = vec![audit_pattern.clone(), alerts_pattern.clone()];
         let policy = format!("auditflow-{}", context.id);
-        let lifecycle = self.install_lifecycle(&info, &policy, &patterns, context).await?;
+        let lifecycle = self
+            .install_lifecycle(&info, &policy, &patterns, context)
+            .await?;
         if self.checked.config.manage_templates {
             let data_stream = self.checked.config.mode == IndexMode::DataStream;
             for (name, content, pattern) in [
-                (format!("auditflow-{}-audit", context.id), Content::Audit, &audit_pattern),
-                (format!("auditflow-{}-alerts", context.id), Content::Alerts, &alerts_pattern),
+                (
+                    format!("auditflow-{}-audit", context.id),
+                    Content::Audit,
+                    &audit_pattern,
+                ),
+                (
+                    format!("auditflow-{}-alerts", context.id),
+                    Content::Alerts,
+                    &alerts_pattern,
+                ),
             ] {
                 let body = mapping::index_template(
                     content,
@@ -183,13 +193,23 @@ impl ElasticsearchSink {
             .compress(body)
             .map_err(|error| BulkFailure::Retry(format!("cannot compress the request: {error}")))?;
         let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-ndjson"),
+        );
         if let Some(encoding) = compression.content_encoding() {
             headers.insert(CONTENT_ENCODING, HeaderValue::from_static(encoding));
         }
         let response = self
             .client
-            .send(Method::Post, "/_bulk", headers, None::<&()>, Some(body), None)
+            .send(
+                Method::Post,
+                "/_bulk",
+                headers,
+                None::<&()>,
+                Some(body),
+                None,
+            )
             .await
             .map_err(|error| BulkFailure::Retry(describe_error(&error)))?;
         let status = response.status_code();
@@ -214,7 +234,10 @@ fn refusal(event: &Event, document: &Document, reason: &str) -> String {
         _ => String::new(),
     };
     if audit_id.is_empty() {
-        format!("index {} refused document {}: {reason}", document.index, document.id)
+        format!(
+            "index {} refused document {}: {reason}",
+            document.index, document.id
+        )
     } else {
         format!(
             "index {} refused the event with auditID {audit_id}: {reason}",

@@ -450,7 +450,7 @@ fn the_store_is_found_from_the_pipeline_configuration() {
     assert!(!ambiguous.status.success());
     let message = String::from_utf8_lossy(&ambiguous.stderr);
     assert!(
-        message.contains("several local_store sinks (second, store): choose one with --store ID"),
+        message.contains("several store sinks (second, store): choose one with --store ID"),
         "{message}"
     );
     assert_eq!(

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 mod free_port;
 pub mod kafka;
+pub mod opensearch;
 pub use free_port::free_port;
 
 /// Runs the binary with `args`, feeding `input` on stdin; returns its output.

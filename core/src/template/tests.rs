@@ -147,3 +147,11 @@ fn a_wildcard_pattern_keeps_the_literal_text() {
     assert_eq!(pattern("audit-{{ objectRef.namespace }}-%Y%m"), "audit-*-*");
     assert_eq!(pattern("plain"), "plain");
 }
+
+#[test]
+fn a_wildcard_pattern_of_a_dashed_prefix() {
+    let pattern = Template::parse("t-days-10579-7866145-audit-%Y.%m.%d")
+        .unwrap()
+        .wildcard_pattern();
+    assert_eq!(pattern, "t-days-10579-7866145-audit-*.*.*");
+}

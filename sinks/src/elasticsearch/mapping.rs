@@ -166,6 +166,24 @@ fn alert_mappings(distribution: Distribution) -> Value {
     })
 }
 
+/// The name of the template (or policy) for the indices of `pattern`: the
+/// pattern's text before its first wildcard (`auditflow-audit` for
+/// `auditflow-audit-*.*.*`), so that sinks writing the same indices share one
+/// template and sinks writing others do not overwrite it; `fallback` when the
+/// pattern starts with a wildcard.
+pub fn template_name(pattern: &str, fallback: &str) -> String {
+    let stem = pattern
+        .split('*')
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches(['-', '_', '.']);
+    if stem.is_empty() {
+        fallback.to_string()
+    } else {
+        stem.to_string()
+    }
+}
+
 /// The field of an audit document a `--group-by` or filter name is mapped to.
 pub fn audit_field(name: &str) -> Option<&'static str> {
     Some(match name {

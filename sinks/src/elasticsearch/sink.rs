@@ -84,24 +84,21 @@ impl ElasticsearchSink {
         tracing::info!(component_id = %context.id, "connected to {:?} {} (lifecycle policies: {})", info.distribution, info.version, if info.has_lifecycle { "yes" } else { "no" });
         let (audit_pattern, alerts_pattern) = self.checked.patterns();
         let patterns = vec![audit_pattern.clone(), alerts_pattern.clone()];
-        let policy = format!("auditflow-{}", context.id);
+        let policy = format!(
+            "{}-retention",
+            mapping::template_name(&audit_pattern, &format!("auditflow-{}", context.id))
+        );
         let lifecycle = self
             .install_lifecycle(&info, &policy, &patterns, context)
             .await?;
         if self.checked.config.manage_templates {
             let data_stream = self.checked.config.mode == IndexMode::DataStream;
-            for (name, content, pattern) in [
-                (
-                    format!("auditflow-{}-audit", context.id),
-                    Content::Audit,
-                    &audit_pattern,
-                ),
-                (
-                    format!("auditflow-{}-alerts", context.id),
-                    Content::Alerts,
-                    &alerts_pattern,
-                ),
+            for (content, pattern, what) in [
+                (Content::Audit, &audit_pattern, "audit"),
+                (Content::Alerts, &alerts_pattern, "alerts"),
             ] {
+                let fallback = format!("auditflow-{}-{what}", context.id);
+                let name = mapping::template_name(pattern, &fallback);
                 let body = mapping::index_template(
                     content,
                     info.distribution,

@@ -580,7 +580,7 @@ impl Store {
         self.each_partition(range, |connection, path| {
             let clauses = alert_clauses(range, filter);
             let sql = format!(
-                "SELECT e.id, e.time, e.alert FROM alerts e{} ORDER BY e.time DESC, e.id DESC",
+                "SELECT e.id, e.time, e.alert FROM alerts e{} ORDER BY e.time DESC, e.rule, e.output",
                 clauses.where_sql()
             );
             let mut statement = connection.prepare(&sql)?;

@@ -315,6 +315,41 @@ fn a_write_blocked_index_holds_the_pipeline_up_until_it_takes_writes_again() {
 }
 
 #[test]
+fn a_pipeline_killed_mid_stream_resumes_and_stores_nothing_twice() {
+    let workspace = Workspace::new();
+    let prefix = unique_prefix("killed");
+    let port = common::free_port();
+    std::fs::write(
+        workspace.path("audit.log"),
+        generate(&["--count", "30000", "--seed", "41"]),
+    )
+    .expect("write the log");
+    let config = workspace.config(&format!(
+        "data_dir = \"{{dir}}/data\"\n[api]\naddress = \"127.0.0.1:{port}\"\n[sources.log]\ntype = \"file\"\ninclude = [\"{{dir}}/audit.log\"]\n[sinks.search]\ntype = \"elasticsearch\"\ninputs = [\"log\"]\n{}batch = {{ max_events = 200 }}\n",
+        sink_options(&prefix)
+    ));
+    let mut child = start_logged(&workspace, &config);
+    wait_for(Duration::from_secs(60), "part of the stream stored", || {
+        delivered(port, "search") >= 3000.0
+    });
+    child.kill().expect("kill -9 the pipeline");
+    child.wait().expect("reap it");
+    let before = count(&format!("{prefix}-audit-*"));
+    assert!(
+        before < 30_000,
+        "the kill came too late to test anything ({before} stored)"
+    );
+    let status = Command::new(binary())
+        .args(["run", "--once", "--config"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .status()
+        .expect("run the pipeline again");
+    assert!(status.success());
+    assert_eq!(count(&format!("{prefix}-audit-*")), 30_000);
+}
+
+#[test]
 fn alerts_are_stored_in_their_index_and_query_answers_as_the_local_store_does() {
     let workspace = Workspace::new();
     let prefix = unique_prefix("readme");

@@ -10,48 +10,13 @@
 mod common;
 
 use std::io::Write;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::kafka::{bootstrap, create_topic, sidecar_config, unique_topic};
 use common::{
-    complete_lines, delivered, free_port, generate, peak_rss_kib, repository_dir, start_logged_as,
-    wait_for, Workspace,
+    complete_lines, delivered, free_port, generate, peak_rss_kib, services, start_logged_as,
+    wait_for, KillOnDrop, RestartOnDrop, Workspace,
 };
-
-/// Runs `scripts/services.sh ACTION kafka`.
-fn services(action: &str) {
-    let status = Command::new("scripts/services.sh")
-        .args([action, "kafka"])
-        .current_dir(repository_dir())
-        .status()
-        .expect("run scripts/services.sh");
-    assert!(
-        status.success(),
-        "scripts/services.sh {action} kafka failed"
-    );
-}
-
-/// Kills an auditflow process the test stops before stopping it (a failed assertion).
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts the broker again if the test stops before it does.
-struct RestartOnDrop(bool);
-
-impl Drop for RestartOnDrop {
-    fn drop(&mut self) {
-        if self.0 {
-            services("start");
-        }
-    }
-}
 
 #[test]
 fn the_broker_stopped_for_20_seconds_mid_stream_loses_nothing_on_either_side() {
@@ -115,14 +80,13 @@ path = "{dir}/out.ndjson"
         || delivered(aggregator_port, "out") >= 5000.0,
     );
 
-    let mut restart = RestartOnDrop(true);
-    services("stop");
+    let mut restart = RestartOnDrop::new("kafka");
+    services("stop", "kafka");
     let stopped_at = Instant::now();
     let during = delivered(sidecar_port, "kafka");
     std::thread::sleep(Duration::from_secs(20));
     let sidecar_rss = peak_rss_kib(sidecar_process.0.id());
-    services("start");
-    restart.0 = false;
+    restart.start_now();
     eprintln!(
         "broker down for {:?}; the sidecar had delivered {during} events when it stopped",
         stopped_at.elapsed()

@@ -302,3 +302,56 @@ pub fn wait_for_port(port: u16, timeout: Duration) {
         TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
 }
+
+/// Runs `scripts/services.sh ACTION SERVER` (an outage test stops and starts a server).
+pub fn services(action: &str, server: &str) {
+    let status = Command::new("scripts/services.sh")
+        .args([action, server])
+        .current_dir(repository_dir())
+        .status()
+        .expect("run scripts/services.sh");
+    assert!(
+        status.success(),
+        "scripts/services.sh {action} {server} failed"
+    );
+}
+
+/// Kills an auditflow process the test stops before stopping it (a failed assertion).
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts a server the test stopped again if the test stops before it does.
+pub struct RestartOnDrop {
+    server: &'static str,
+    stopped: bool,
+}
+
+impl RestartOnDrop {
+    /// A guard for `server`, which the caller is about to stop.
+    pub fn new(server: &'static str) -> RestartOnDrop {
+        RestartOnDrop {
+            server,
+            stopped: true,
+        }
+    }
+
+    /// Starts the server now (and not again on drop).
+    pub fn start_now(&mut self) {
+        services("start", self.server);
+        self.stopped = false;
+    }
+}
+
+impl Drop for RestartOnDrop {
+    fn drop(&mut self) {
+        if self.stopped {
+            services("start", self.server);
+        }
+    }
+}

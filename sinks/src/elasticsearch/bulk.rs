@@ -43,9 +43,12 @@ fn write_json_string(out: &mut Vec<u8>, text: &str) {
     let _ = serde_json::to_writer(&mut *out, text);
 }
 
-/// The bytes a document adds to a bulk body.
+/// The bytes of the action line's fixed text and the two newlines.
+const OPERATION_OVERHEAD: usize = r#"{"create":{"_index":"","_id":""}}"#.len() + 2;
+
+/// The bytes a document adds to a bulk body (names that need escaping add a few more).
 pub fn operation_size(document: &Document) -> usize {
-    document.source.len() + document.index.len() + document.id.len() + 32
+    document.source.len() + document.index.len() + document.id.len() + OPERATION_OVERHEAD
 }
 
 #[derive(Deserialize)]

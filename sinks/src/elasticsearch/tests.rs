@@ -79,8 +79,7 @@ tls = { crt_file = "c.pem" }
 max_events = 0
 "#,
     ))
-    .err()
-    .expect("invalid");
+    .expect_err("invalid");
     assert_eq!(
         fields(&errors),
         [
@@ -96,17 +95,14 @@ max_events = 0
             "rollover_size",
         ]
     );
-    let errors = check(&table("endpoints = []")).err().expect("invalid");
+    let errors = check(&table("endpoints = []")).expect_err("invalid");
     assert_eq!(fields(&errors), ["endpoints"]);
     let errors = check(&table(
         "endpoints = [\"http://a\"]\nindex = \"same\"\nalerts_index = \"same\"",
     ))
-    .err()
-    .expect("invalid");
+    .expect_err("invalid");
     assert_eq!(fields(&errors), ["alerts_index"]);
-    let errors = check(&table("endpoints = [\"http://a\"]\nshards = 3"))
-        .err()
-        .expect("invalid");
+    let errors = check(&table("endpoints = [\"http://a\"]\nshards = 3")).expect_err("invalid");
     assert!(errors[0].message.contains("shards"), "{errors:?}");
 }
 

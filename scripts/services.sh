@@ -159,7 +159,7 @@ opensearch_url() { echo "http://127.0.0.1:$OPENSEARCH_PORT"; }
 opensearch_launch() {
   local dir="$1"
   mkdir -p "$dir/home"
-  nohup java -Xms512m -Xmx512m -Dlog4j2.configurationFile="$OPENSEARCH_CONFIG/log4j2.properties" \
+  nohup java -Xms1g -Xmx1g -Dlog4j2.configurationFile="$OPENSEARCH_CONFIG/log4j2.properties" \
     -cp "$dir/classes:$dir/lib/*" OsNode "$dir/home" "$OPENSEARCH_PORT" \
     >>"$dir/opensearch.log" 2>&1 </dev/null &
   echo $! >"$dir/opensearch.pid"

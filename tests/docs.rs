@@ -52,6 +52,9 @@ fn every_toml_example_in_the_docs_validates() {
                 .args(["validate", "--config"])
                 .arg(&config)
                 .current_dir(repository_dir())
+                // The secrets the examples name, as a deployment sets them.
+                .env("ES_PASSWORD", "example-password")
+                .env("ES_API_KEY", "ZXhhbXBsZTprZXk=")
                 .output()
                 .expect("run validate");
             assert!(

@@ -86,6 +86,36 @@ fn leaf_fields(mapping: &serde_json::Value) -> usize {
 }
 
 #[test]
+fn a_data_stream_takes_the_events_once() {
+    let workspace = Workspace::new();
+    let prefix = unique_prefix("stream");
+    let options = format!(
+        "mode = \"data_stream\"\nindex = \"{prefix}-audit\"\nalerts_index = \"{prefix}-alerts\"\nrollover_size = \"1gb\"\n"
+    );
+    let config = |workspace: &Workspace| {
+        workspace.config(&format!(
+            "data_dir = \"{{dir}}/data\"\n[sources.in]\ntype = \"stdin\"\n[sinks.search]\ntype = \"elasticsearch\"\ninputs = [\"in\"]\nendpoints = [\"{}\"]\n{options}",
+            common::opensearch::endpoint()
+        ))
+    };
+    let input = generate(&["--count", "3000", "--seed", "9"]);
+    for _ in 0..2 {
+        let output = workspace.run_once(&config(&workspace), &input);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let stream = ok("GET", &format!("/_data_stream/{prefix}-audit"), None);
+    assert_eq!(
+        stream["data_streams"][0]["timestamp_field"]["name"],
+        "@timestamp"
+    );
+    assert_eq!(count(&format!("{prefix}-audit")), 3000);
+}
+
+#[test]
 fn events_land_in_the_index_of_their_own_day_and_old_indices_expire() {
     let workspace = Workspace::new();
     let prefix = unique_prefix("days");

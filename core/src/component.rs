@@ -349,6 +349,17 @@ pub struct SinkContext {
     pub metrics: ComponentMetrics,
     /// The batches to deliver; ends when every upstream has stopped.
     pub input: InputReceiver,
+    outcomes: DeliveryOutcomes,
+}
+
+/// How a sink reports what became of its events: delivered, failed, or
+/// refused to its `errors` output. A [`SinkContext`] has one; a sink that
+/// delivers from several tasks at once gives each a clone
+/// ([`SinkContext::outcomes`]).
+#[derive(Clone)]
+pub struct DeliveryOutcomes {
+    id: Arc<str>,
+    metrics: ComponentMetrics,
     errors: OutputPort,
     delivered_events: Counter,
     latency: Summary,
@@ -366,9 +377,13 @@ impl SinkContext {
         input: InputReceiver,
     ) -> SinkContext {
         SinkContext {
-            delivered_events: metrics.sent_events(None),
-            latency: metrics.latency(),
-            errors: OutputPort::unconnected(format!("{id}.{ERRORS_OUTPUT}"), &metrics),
+            outcomes: DeliveryOutcomes {
+                delivered_events: metrics.sent_events(None),
+                latency: metrics.latency(),
+                errors: OutputPort::unconnected(format!("{id}.{ERRORS_OUTPUT}"), &metrics),
+                id: id.clone(),
+                metrics: metrics.clone(),
+            },
             id,
             data_dir,
             metrics,
@@ -378,8 +393,35 @@ impl SinkContext {
 
     /// The context with its `errors` output connected to the components reading it.
     pub(crate) fn with_errors(mut self, errors: OutputPort) -> SinkContext {
-        self.errors = errors;
+        self.outcomes.errors = errors;
         self
+    }
+
+    /// The sink's outcome reports, for a task that delivers on its own.
+    pub fn outcomes(&self) -> DeliveryOutcomes {
+        self.outcomes.clone()
+    }
+
+    /// Refuses events for good (see [`DeliveryOutcomes::refuse`]).
+    pub async fn refuse(&self, refused: Vec<(Event, String)>, error_type: &str) {
+        self.outcomes.refuse(refused, error_type).await;
+    }
+
+    /// Records a successful delivery (see [`DeliveryOutcomes::delivered`]).
+    pub fn delivered(&self, events: Vec<Event>, bytes: usize) {
+        self.outcomes.delivered(events, bytes);
+    }
+
+    /// Records a failed delivery (see [`DeliveryOutcomes::failed`]).
+    pub fn failed(&self, events: Vec<Event>, status: BatchStatus, error_type: &str) {
+        self.outcomes.failed(events, status, error_type);
+    }
+}
+
+impl DeliveryOutcomes {
+    /// The sink's metrics.
+    pub fn metrics(&self) -> &ComponentMetrics {
+        &self.metrics
     }
 
     /// Refuses events for good, each with the reason: each is counted under

@@ -361,6 +361,12 @@ pub trait BatchedSink: Send {
         context: &SinkContext,
     ) -> impl Future<Output = ()> + Send;
 
+    /// Waits for what [`BatchedSink::send`] left in flight (a sink that sends
+    /// several batches at once); runs once, after the last batch is sent.
+    fn flush(&mut self, _context: &SinkContext) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
     /// How often [`BatchedSink::housekeeping`] runs, if the sink has periodic work.
     fn housekeeping_interval(&self) -> Option<Duration> {
         None
@@ -410,6 +416,7 @@ pub async fn run_batched<S: BatchedSink>(
     if let Some(batch) = batcher.take() {
         sink.send(batch, &context).await;
     }
+    sink.flush(&context).await;
     Ok(())
 }
 

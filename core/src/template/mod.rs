@@ -1,5 +1,5 @@
-//! Templates over events: the Kafka topic, and later Loki labels, S3 key
-//! prefixes, AMQP routing keys and Elasticsearch index names.
+//! Templates over events: the Kafka topic, Elasticsearch index names and
+//! document ids, and later Loki labels, S3 key prefixes and AMQP routing keys.
 //!
 //! A template is text with `{{ field.path }}` placeholders, each replaced by
 //! the event's value at that path, and `strftime` items (`%Y`, `%m`, `%d`,

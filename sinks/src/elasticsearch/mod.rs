@@ -98,6 +98,9 @@ pub struct ElasticsearchConfig {
     /// Timeouts and retries.
     #[serde(default)]
     pub request: RequestOptions,
+    /// How many bulk requests may be in flight at once (default 2).
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
     /// Delete what is older than this (`90d`).
     #[serde(default, deserialize_with = "deserialize_optional_duration")]
     pub retention: Option<Duration>,
@@ -111,6 +114,10 @@ pub struct ElasticsearchConfig {
 
 fn manage_by_default() -> bool {
     true
+}
+
+fn default_concurrency() -> usize {
+    2
 }
 
 /// The batch limits of this sink when `batch` leaves them out: bulk requests
@@ -221,6 +228,12 @@ pub fn check(options: &toml::Table) -> Result<CheckedElasticsearch, Vec<OptionEr
     let batch = config.batch.or(default_batch());
     batch.check(&mut errors);
     config.request.check(&mut errors);
+    if config.concurrency == 0 || config.concurrency > 64 {
+        errors.push(OptionError::new(
+            "concurrency",
+            "must be between 1 and 64 bulk requests in flight",
+        ));
+    }
     check_lifecycle(&config, &mut errors);
     if let (Some(index), Some(alerts)) = (&index, &alerts_index) {
         if index.as_str() == alerts.as_str() {

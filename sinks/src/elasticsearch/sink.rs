@@ -1,11 +1,12 @@
 //! The running sink: set-up against the cluster, then batches sent as bulk
 //! requests, their items retried, refused or acknowledged one by one.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use auditflow_core::ack::BatchStatus;
 use auditflow_core::backoff::Backoff;
-use auditflow_core::component::SinkContext;
+use auditflow_core::component::{DeliveryOutcomes, SinkContext};
 use auditflow_core::event::{Event, Payload};
 use opensearch::http::headers::{HeaderMap, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
 use opensearch::http::Method;
@@ -17,7 +18,9 @@ use super::document::{Document, DocumentBuilder};
 use super::lifecycle;
 use super::mapping::{self, Content, TemplateLifecycle};
 use super::{CheckedElasticsearch, IndexMode};
-use crate::http_client::{run_batched, BatchedSink};
+use crate::http_client::{run_batched, BatchedSink, Compression, RequestOptions};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 
 /// How often an OpenSearch node without ISM is swept for expired indices.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
@@ -30,6 +33,19 @@ pub struct ElasticsearchSink {
     documents: Option<DocumentBuilder>,
     /// Whether the sink deletes expired indices itself (OpenSearch without ISM).
     sweeps: bool,
+    backoff: Backoff,
+    /// A permit for each bulk request that may be in flight (`concurrency`).
+    in_flight: Arc<Semaphore>,
+    /// The bulk requests in flight.
+    writers: JoinSet<()>,
+}
+
+/// Sends one batch as bulk requests until each item is stored, refused or
+/// given up on; several run at once (`concurrency`).
+struct BulkWriter {
+    client: OpenSearch,
+    compression: Compression,
+    request: RequestOptions,
     backoff: Backoff,
 }
 
@@ -48,11 +64,13 @@ impl ElasticsearchSink {
         let request = checked.config.request;
         tracing::debug!(component_id = %context.id, endpoints = checked.connection.endpoints.len(), "elasticsearch sink built");
         Ok(ElasticsearchSink {
+            in_flight: Arc::new(Semaphore::new(checked.config.concurrency.max(1))),
             checked,
             client,
             documents: None,
             sweeps: false,
             backoff: Backoff::new(request.retry_initial_backoff, request.retry_max_backoff),
+            writers: JoinSet::new(),
         })
     }
 
@@ -178,14 +196,16 @@ impl ElasticsearchSink {
             }
         }
     }
+}
 
+impl BulkWriter {
     /// Sends one bulk request; the outcome of each document.
     async fn post_bulk(&self, documents: &[&Document]) -> Result<Vec<ItemOutcome>, BulkFailure> {
         let mut body = Vec::with_capacity(documents.iter().map(|d| bulk::operation_size(d)).sum());
         for document in documents {
             bulk::write_operation(&mut body, document);
         }
-        let compression = self.checked.config.compression;
+        let compression = self.compression;
         let body = compression
             .compress(body)
             .map_err(|error| BulkFailure::Retry(format!("cannot compress the request: {error}")))?;
@@ -221,6 +241,74 @@ impl ElasticsearchSink {
             });
         }
         bulk::read_answer(&answer, documents.len()).map_err(BulkFailure::Retry)
+    }
+
+    /// Sends `batch`, its items again while they are worth retrying, and
+    /// reports each event's outcome.
+    async fn write(
+        &mut self,
+        batch: Vec<(Event, Document)>,
+        outcomes: &DeliveryOutcomes,
+        id: &str,
+    ) {
+        let attempts = self.request.retry_attempts;
+        let mut pending = batch;
+        let mut stored = Vec::new();
+        let mut stored_bytes = 0;
+        let mut refused = Vec::new();
+        let mut retries = 0;
+        loop {
+            let documents: Vec<&Document> = pending.iter().map(|(_, document)| document).collect();
+            let reason = match self.post_bulk(&documents).await {
+                Ok(outcomes) => {
+                    let mut again = Vec::new();
+                    let mut last = String::new();
+                    for ((event, document), outcome) in pending.drain(..).zip(outcomes) {
+                        match outcome {
+                            ItemOutcome::Stored => {
+                                stored_bytes += document.source.len();
+                                stored.push(event);
+                            }
+                            ItemOutcome::Retry(reason) => {
+                                last = reason;
+                                again.push((event, document));
+                            }
+                            ItemOutcome::Refused(reason) => {
+                                let reason = refusal(&event, &document, &reason);
+                                refused.push((event, reason));
+                            }
+                        }
+                    }
+                    pending = again;
+                    last
+                }
+                Err(BulkFailure::Retry(reason)) => reason,
+                Err(BulkFailure::Refused(reason)) => {
+                    tracing::error!(component_id = %id, events = pending.len(), "{reason}; the events are reported as not delivered");
+                    let events = pending.drain(..).map(|(event, _)| event).collect();
+                    outcomes.failed(events, BatchStatus::Rejected, "delivery_rejected");
+                    String::new()
+                }
+            };
+            if pending.is_empty() {
+                break;
+            }
+            if retries >= attempts {
+                tracing::error!(component_id = %id, events = pending.len(), "no delivery after {} attempts; the last one failed: {reason}; the events are reported as not delivered", retries + 1);
+                let events = pending.drain(..).map(|(event, _)| event).collect();
+                outcomes.failed(events, BatchStatus::Errored, "delivery_failed");
+                break;
+            }
+            let wait = self.backoff.wait(retries);
+            outcomes
+                .metrics()
+                .error("items_retried", pending.len() as u64);
+            tracing::warn!(component_id = %id, events = pending.len(), "not stored: {reason}; retry {} of {attempts} in {wait:?}", retries + 1);
+            tokio::time::sleep(wait).await;
+            retries += 1;
+        }
+        outcomes.delivered(stored, stored_bytes);
+        outcomes.refuse(refused, "document_refused").await;
     }
 }
 
@@ -270,62 +358,31 @@ impl BatchedSink for ElasticsearchSink {
     }
 
     async fn send(&mut self, batch: Vec<Self::Item>, context: &SinkContext) {
-        let attempts = self.checked.config.request.retry_attempts;
-        let mut pending = batch;
-        let mut stored = Vec::new();
-        let mut stored_bytes = 0;
-        let mut refused = Vec::new();
-        let mut retries = 0;
-        loop {
-            let documents: Vec<&Document> = pending.iter().map(|(_, document)| document).collect();
-            let reason = match self.post_bulk(&documents).await {
-                Ok(outcomes) => {
-                    let mut again = Vec::new();
-                    let mut last = String::new();
-                    for ((event, document), outcome) in pending.drain(..).zip(outcomes) {
-                        match outcome {
-                            ItemOutcome::Stored => {
-                                stored_bytes += document.source.len();
-                                stored.push(event);
-                            }
-                            ItemOutcome::Retry(reason) => {
-                                last = reason;
-                                again.push((event, document));
-                            }
-                            ItemOutcome::Refused(reason) => {
-                                let reason = refusal(&event, &document, &reason);
-                                refused.push((event, reason));
-                            }
-                        }
-                    }
-                    pending = again;
-                    last
-                }
-                Err(BulkFailure::Retry(reason)) => reason,
-                Err(BulkFailure::Refused(reason)) => {
-                    tracing::error!(component_id = %context.id, events = pending.len(), "{reason}; the events are reported as not delivered");
-                    let events = pending.drain(..).map(|(event, _)| event).collect();
-                    context.failed(events, BatchStatus::Rejected, "delivery_rejected");
-                    String::new()
-                }
-            };
-            if pending.is_empty() {
-                break;
-            }
-            if retries >= attempts {
-                tracing::error!(component_id = %context.id, events = pending.len(), "no delivery after {} attempts; the last one failed: {reason}; the events are reported as not delivered", retries + 1);
-                let events = pending.drain(..).map(|(event, _)| event).collect();
-                context.failed(events, BatchStatus::Errored, "delivery_failed");
-                break;
-            }
-            let wait = self.backoff.wait(retries);
-            context.metrics.error("items_retried", pending.len() as u64);
-            tracing::warn!(component_id = %context.id, events = pending.len(), "not stored: {reason}; retry {} of {attempts} in {wait:?}", retries + 1);
-            tokio::time::sleep(wait).await;
-            retries += 1;
+        let Ok(permit) = self.in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let request = self.checked.config.request;
+        let mut writer = BulkWriter {
+            client: self.client.clone(),
+            compression: self.checked.config.compression,
+            request,
+            backoff: Backoff::new(request.retry_initial_backoff, request.retry_max_backoff),
+        };
+        let outcomes = context.outcomes();
+        let id = context.id.clone();
+        self.writers.spawn(async move {
+            writer.write(batch, &outcomes, &id).await;
+            drop(permit);
+        });
+        while let Some(done) = self.writers.try_join_next() {
+            report_panic(done, &context.id);
         }
-        context.delivered(stored, stored_bytes);
-        context.refuse(refused, "document_refused").await;
+    }
+
+    async fn flush(&mut self, context: &SinkContext) {
+        while let Some(done) = self.writers.join_next().await {
+            report_panic(done, &context.id);
+        }
     }
 
     fn housekeeping_interval(&self) -> Option<Duration> {
@@ -334,5 +391,12 @@ impl BatchedSink for ElasticsearchSink {
 
     async fn housekeeping(&mut self, context: &SinkContext) {
         self.sweep(context).await;
+    }
+}
+
+/// Logs a bulk writer that panicked (its events are failed by their dropped handles).
+fn report_panic(done: Result<(), tokio::task::JoinError>, id: &str) {
+    if let Err(error) = done {
+        tracing::error!(component_id = %id, "a bulk request task failed: {error}");
     }
 }

@@ -349,3 +349,71 @@ pub fn describe_error(error: &opensearch::Error) -> String {
     }
     format!("{kind}: {cause}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connection(auth: &str) -> ClusterConnection {
+        let auth: AuthOptions =
+            auditflow_core::config::parse_options(&auth.parse::<toml::Table>().expect("TOML"))
+                .expect("auth options");
+        ClusterConnection::parse(&["http://127.0.0.1:9200".to_string()], Some(&auth), None)
+            .expect("valid")
+    }
+
+    #[test]
+    fn each_strategy_sends_its_authorization_header() {
+        let header = |auth: &str| {
+            let value = connection(auth)
+                .authorization()
+                .expect("a header")
+                .expect("set");
+            assert!(value.is_sensitive(), "credentials are kept out of logs");
+            value.to_str().expect("text").to_string()
+        };
+        assert_eq!(
+            header("strategy = \"basic\"\nuser = \"auditflow\"\npassword = \"s3cret\""),
+            "Basic YXVkaXRmbG93OnMzY3JldA=="
+        );
+        assert_eq!(
+            header("strategy = \"bearer\"\ntoken = \"t0k\""),
+            "Bearer t0k"
+        );
+        assert_eq!(
+            header("strategy = \"api_key\"\ntoken = \"aWQ6a2V5\""),
+            "ApiKey aWQ6a2V5"
+        );
+        let none =
+            ClusterConnection::parse(&["http://a:9200".to_string()], None, None).expect("valid");
+        assert!(none.authorization().expect("no error").is_none());
+    }
+
+    #[test]
+    fn endpoints_are_taken_in_turn() {
+        let urls: Vec<Url> = ["http://a:9200/", "http://b:9200/"]
+            .iter()
+            .map(|text| Url::parse(text).expect("URL"))
+            .collect();
+        let pool = RoundRobinPool::new(&urls).expect("a pool");
+        let first = pool.connections.first().expect("a connection");
+        let turns: Vec<bool> = (0..4).map(|_| std::ptr::eq(pool.next(), first)).collect();
+        assert_eq!(turns, [true, false, true, false]);
+        assert!(RoundRobinPool::new(&[]).is_none());
+    }
+
+    #[test]
+    fn an_encrypted_key_is_refused_with_the_way_out() {
+        let tls = TlsOptions {
+            ca_file: None,
+            crt_file: Some("c.pem".into()),
+            key_file: Some("k.pem".into()),
+            key_pass: Some("x".into()),
+            verify: true,
+        };
+        let errors = ClusterConnection::parse(&["https://a".to_string()], None, Some(&tls))
+            .expect_err("refused");
+        assert_eq!(errors[0].field, "tls.key_pass");
+        assert!(errors[0].message.contains("openssl pkey"));
+    }
+}

@@ -308,7 +308,10 @@ fn alert_filter(args: &QueryArgs) -> anyhow::Result<AlertFilter> {
 fn open_store(args: &QueryArgs) -> anyhow::Result<Option<Box<dyn SearchableStore>>> {
     if let Some(endpoint) = &args.endpoint {
         let connection = ClusterConnection::parse(std::slice::from_ref(endpoint), None, None)
-            .map_err(|errors| anyhow::anyhow!("--endpoint: {}", errors[0].message))?;
+            .map_err(|errors| {
+                let messages: Vec<String> = errors.into_iter().map(|e| e.message).collect();
+                anyhow::anyhow!("--endpoint: {}", messages.join("; "))
+            })?;
         let store = ElasticsearchStore::open(&connection, &args.index, &args.alerts_index)?;
         return Ok(Some(Box::new(store)));
     }

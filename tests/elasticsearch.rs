@@ -19,8 +19,13 @@ use common::{
 /// (its options: `sink_options(prefix)` and `extra`) and a file sink of its
 /// `errors` output (`{dir}/errors.ndjson`); asserts that it succeeds.
 fn ship(workspace: &Workspace, prefix: &str, extra: &str, input: &[u8]) {
+    ship_from(workspace, "\"in\"", prefix, extra, input);
+}
+
+/// [`ship`] with the sink reading `inputs` (TOML list items).
+fn ship_from(workspace: &Workspace, inputs: &str, prefix: &str, extra: &str, input: &[u8]) {
     let config = workspace.config(&format!(
-        "data_dir = \"{{dir}}/data\"\n[sources.in]\ntype = \"stdin\"\n[sinks.search]\ntype = \"elasticsearch\"\ninputs = [\"in\"]\n{}{extra}\n[sinks.dead_letter]\ntype = \"file\"\ninputs = [\"search.errors\"]\npath = \"{{dir}}/errors.ndjson\"\n",
+        "data_dir = \"{{dir}}/data\"\n[sources.in]\ntype = \"stdin\"\n[sinks.search]\ntype = \"elasticsearch\"\ninputs = [{inputs}]\n{}{extra}\n[sinks.dead_letter]\ntype = \"file\"\ninputs = [\"search.errors\"]\npath = \"{{dir}}/errors.ndjson\"\n",
         sink_options(prefix)
     ));
     let output = workspace.run_once(&config, input);
@@ -86,6 +91,46 @@ fn leaf_fields(mapping: &serde_json::Value) -> usize {
 }
 
 #[test]
+fn a_dead_endpoint_is_passed_over() {
+    let workspace = Workspace::new();
+    let prefix = unique_prefix("endpoints");
+    let dead = format!("http://127.0.0.1:{}", common::free_port());
+    let input = generate(&["--count", "5000", "--seed", "5"]);
+    let config = workspace.config(&format!(
+        "data_dir = \"{{dir}}/data\"\n[sources.in]\ntype = \"stdin\"\n[sinks.search]\ntype = \"elasticsearch\"\ninputs = [\"in\"]\nendpoints = [\"{dead}\", \"{}\"]\nindex = \"{prefix}-audit-%Y.%m.%d\"\nalerts_index = \"{prefix}-alerts-%Y.%m.%d\"\nbatch = {{ max_events = 250 }}\nrequest = {{ retry_initial_backoff = \"50ms\", retry_max_backoff = \"200ms\" }}\n",
+        common::opensearch::endpoint()
+    ));
+    let output = workspace.run_once(&config, &input);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(count(&format!("{prefix}-audit-*")), 5000);
+}
+
+#[test]
+fn a_pipeline_whose_cluster_never_answers_still_stops() {
+    let workspace = Workspace::new();
+    let dead = format!("http://127.0.0.1:{}", common::free_port());
+    let config = workspace.config(&format!(
+        "data_dir = \"{{dir}}/data\"\n[sources.in]\ntype = \"stdin\"\n[sinks.search]\ntype = \"elasticsearch\"\ninputs = [\"in\"]\nendpoints = [\"{dead}\"]\nrequest = {{ retry_initial_backoff = \"100ms\", retry_max_backoff = \"500ms\" }}\n"
+    ));
+    let started = std::time::Instant::now();
+    let output = workspace.run_once(&config, &generate(&["--count", "10"]));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "it took {:?} to stop",
+        started.elapsed()
+    );
+    assert!(
+        stderr.contains("cannot be reached") && stderr.contains("reported as not delivered"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_data_stream_takes_the_events_once() {
     let workspace = Workspace::new();
     let prefix = unique_prefix("stream");
@@ -119,12 +164,23 @@ fn a_data_stream_takes_the_events_once() {
 fn events_land_in_the_index_of_their_own_day_and_old_indices_expire() {
     let workspace = Workspace::new();
     let prefix = unique_prefix("days");
-    // An index of events older than the retention, as a sink wrote it long ago.
+    // An index of events older than the retention, as a sink wrote it long
+    // ago (its mapping says so), and one of the same name pattern that some
+    // other tool wrote: the retention deletes the first only.
     ok(
         "PUT",
-        &format!("/{prefix}-audit-2020.01.01/_doc/old?refresh=true"),
-        Some(r#"{"@timestamp":"2020-01-01T10:00:00Z","auditID":"old"}"#),
+        &format!("/{prefix}-audit-2020.01.01"),
+        Some(
+            r#"{"mappings":{"_meta":{"managed_by":"auditflow"},"properties":{"@timestamp":{"type":"date_nanos"}}}}"#,
+        ),
     );
+    for index in ["2020.01.01", "2019.01.01"] {
+        ok(
+            "PUT",
+            &format!("/{prefix}-audit-{index}/_doc/old?refresh=true"),
+            Some(r#"{"@timestamp":"2020-01-01T10:00:00Z","auditID":"old"}"#),
+        );
+    }
     let today = chrono::Utc::now().date_naive();
     let mut input = String::new();
     let mut expected = Vec::new();
@@ -140,13 +196,27 @@ fn events_land_in_the_index_of_their_own_day_and_old_indices_expire() {
             10 * days_ago as u64,
         ));
     }
-    ship(&workspace, &prefix, "retention = \"30d\"", input.as_bytes());
+    ship(
+        &workspace,
+        &prefix,
+        "retention = \"30d\"\nindex_settings = { \"index.number_of_replicas\" = 0 }",
+        input.as_bytes(),
+    );
     expected.sort();
     let names = indices(&format!("{prefix}-audit-*"));
-    let wanted: Vec<String> = expected.iter().map(|(name, _)| name.clone()).collect();
-    assert_eq!(names, wanted, "one index a day, the expired one deleted");
+    let mut wanted: Vec<String> = expected.iter().map(|(name, _)| name.clone()).collect();
+    wanted.insert(0, format!("{prefix}-audit-2019.01.01"));
+    assert_eq!(
+        names, wanted,
+        "one index a day; the expired one deleted, the one the sink did not make kept"
+    );
     for (index, events) in &expected {
         assert_eq!(count(index), *events, "{index}");
+        let settings = ok("GET", &format!("/{index}/_settings"), None);
+        assert_eq!(
+            settings[index]["settings"]["index"]["number_of_replicas"], "0",
+            "index_settings reach the indices"
+        );
     }
     let template = ok("GET", &format!("/_index_template/{prefix}-audit"), None);
     let template = &template["index_templates"][0]["index_template"];
@@ -210,13 +280,21 @@ fn conflicting_bodies_are_stored_and_mistyped_headers_go_to_errors() {
         input.push('\n');
     }
     input.push_str(&traces);
-    ship(&workspace, &prefix, "", input.as_bytes());
+    // The source's own `errors` records (a trace line that is not an audit
+    // event) go to the same index: a query of the events passes them over.
+    ship_from(
+        &workspace,
+        "\"in\", \"in.errors\"",
+        &prefix,
+        "",
+        input.as_bytes(),
+    );
     let errors = workspace.json_lines("errors.ndjson");
     assert_eq!(errors.len(), refused.len(), "{errors:?}");
     assert_eq!(
         count(&format!("{prefix}-audit-*")),
-        (good.len() + trace_events) as u64,
-        "every good event is stored"
+        (good.len() + trace_events + 1) as u64,
+        "every good event is stored, and the source's errors record"
     );
     for (record, audit_id) in errors.iter().zip(["bad-ip", "bad-date"]) {
         let reason = record["error"].as_str().expect("a reason");

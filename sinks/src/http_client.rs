@@ -627,17 +627,22 @@ pub fn describe_request_error(error: &reqwest::Error) -> String {
     } else {
         "request failed"
     };
-    let mut cause = String::new();
+    if error.source().is_none() {
+        return kind.to_string();
+    }
+    format!("{kind}: {}", innermost_cause(error))
+}
+
+/// The innermost cause of an error (what a chain of wrapped errors ends in),
+/// or the error itself when it wraps nothing.
+pub fn innermost_cause(error: &dyn std::error::Error) -> String {
+    let mut cause = error.to_string();
     let mut source = error.source();
     while let Some(inner) = source {
         cause = inner.to_string();
         source = inner.source();
     }
-    if cause.is_empty() {
-        kind.to_string()
-    } else {
-        format!("{kind}: {cause}")
-    }
+    cause
 }
 
 /// The wait a `Retry-After` header asks for: delay-seconds or an HTTP date.

@@ -369,7 +369,6 @@ fn field_path(path: &str) -> FieldPath {
     FieldPath::Json(path.split('.').map(str::to_string).collect())
 }
 
-/// The event's own time: an audit event's timestamp, an alert's time; now for anything else.
 /// The event's own time (an audit event's `stageTimestamp`, else
 /// `requestReceivedTimestamp`; an alert's `time`), or now for an event that has none.
 pub fn event_time(event: &Event) -> DateTime<Utc> {

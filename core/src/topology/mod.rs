@@ -219,6 +219,11 @@ impl InputReceiver {
         Some(batch)
     }
 
+    /// Whether every upstream has stopped (batches may still wait to be received).
+    pub fn is_closed(&self) -> bool {
+        self.receiver.is_closed()
+    }
+
     /// A receiver fed by the returned sender (tests and benches drive components with it).
     pub fn channel(metrics: &ComponentMetrics, capacity: usize) -> (mpsc::Sender<Batch>, Self) {
         let (sender, receiver) = mpsc::channel(capacity);

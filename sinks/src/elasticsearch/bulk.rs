@@ -8,7 +8,8 @@
 //!
 //! - 2xx, and 409 `version_conflict_engine_exception`: stored;
 //! - 429 and 5xx (a full write queue, a shard not yet allocated, a node
-//!   leaving): retried alone, with backoff;
+//!   leaving), and 403 `cluster_block_exception` (a write block an operator
+//!   lifts): retried alone, with backoff;
 //! - anything else (400 `mapper_parsing_exception`, ...): refused for its
 //!   content; the event goes to the sink's `errors` output with the reason.
 
@@ -130,6 +131,15 @@ fn outcome(result: ItemAnswer) -> ItemOutcome {
         }
         408 | 429 | 500..=599 => {
             ItemOutcome::Retry(format!("HTTP {}: {}", result.status, reason()))
+        }
+        // A write block on the index (`index.blocks.write`, read-only): an
+        // operator lifts it; the events wait.
+        403 if result
+            .error
+            .as_ref()
+            .is_some_and(|error| error.kind == "cluster_block_exception") =>
+        {
+            ItemOutcome::Retry(format!("HTTP 403: {}", reason()))
         }
         status => ItemOutcome::Refused(format!("HTTP {status}: {}", reason())),
     }

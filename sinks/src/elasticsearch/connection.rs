@@ -81,7 +81,7 @@ impl ClusterConnection {
     }
 
     /// A client for these endpoints, each request limited to `timeout`.
-    pub fn client(&self, timeout: Duration) -> anyhow::Result<OpenSearch> {
+    pub fn client(&self, timeout: Duration) -> anyhow::Result<ClusterClient> {
         let pool = RoundRobinPool::new(&self.endpoints).context("no endpoint to connect to")?;
         let mut builder = TransportBuilder::new(pool).timeout(timeout).disable_proxy();
         if let Some(value) = self.authorization()? {
@@ -92,7 +92,10 @@ impl ClusterConnection {
         if let Some(tls) = &self.tls {
             builder = with_tls(builder, tls)?;
         }
-        Ok(OpenSearch::new(builder.build()?))
+        Ok(ClusterClient {
+            client: OpenSearch::new(builder.build()?),
+            nodes: self.endpoints.len(),
+        })
     }
 
     /// The `Authorization` header of the credentials (set as a header so that a
@@ -210,8 +213,8 @@ struct VersionAnswer {
 
 impl ClusterInfo {
     /// Asks the cluster (`GET /`, and for OpenSearch whether ISM answers).
-    pub async fn ask(client: &OpenSearch) -> Result<ClusterInfo, RequestError> {
-        let root: RootAnswer = get_json(client, "/").await?;
+    pub async fn ask(client: &ClusterClient) -> Result<ClusterInfo, RequestError> {
+        let root: RootAnswer = client.get_json("/").await?;
         let distribution = match root.version.distribution.as_deref() {
             Some("opensearch") => Distribution::OpenSearch,
             _ => Distribution::Elasticsearch,
@@ -219,9 +222,19 @@ impl ClusterInfo {
         let has_lifecycle = match distribution {
             Distribution::Elasticsearch => true,
             Distribution::OpenSearch => {
-                let (status, _) =
-                    request(client, Method::Get, "/_plugins/_ism/policies?size=1", None).await?;
-                status.is_success()
+                let (status, body) = client
+                    .request(Method::Get, "/_plugins/_ism/policies?size=1", None)
+                    .await?;
+                // A node without the plugin has no handler for the path (400,
+                // or 404); any other refusal (403 for a user without the
+                // plugin's rights) is an error to fix, not a missing plugin.
+                match status.as_u16() {
+                    400 | 404 => false,
+                    _ => {
+                        check_status(status, &body)?;
+                        true
+                    }
+                }
             }
         };
         Ok(ClusterInfo {
@@ -263,55 +276,114 @@ impl std::fmt::Display for RequestError {
 
 impl std::error::Error for RequestError {}
 
-/// Sends a request with an optional JSON body; the status and the body's bytes.
-/// A transport error is [`RequestError::Unavailable`]; any answer is returned.
-pub async fn request(
-    client: &OpenSearch,
-    method: Method,
-    path: &str,
-    body: Option<&serde_json::Value>,
-) -> Result<(StatusCode, bytes::Bytes), RequestError> {
-    let mut headers = HeaderMap::new();
-    if body.is_some() {
-        headers.insert(
-            opensearch::http::headers::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+/// An answer of the cluster: its status, the wait a `Retry-After` header asks
+/// for, and its body.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// What `Retry-After` asks for, if the answer has one.
+    pub retry_after: Option<Duration>,
+    /// The body.
+    pub body: bytes::Bytes,
+}
+
+/// An [`OpenSearch`] client over the endpoints in turn that tries the next
+/// endpoint at once when one does not answer, so one node down costs no
+/// backoff while another answers.
+#[derive(Debug, Clone)]
+pub struct ClusterClient {
+    client: OpenSearch,
+    nodes: usize,
+}
+
+impl ClusterClient {
+    /// Sends a request (each endpoint tried once while none answers); any
+    /// answer is returned, no answer from any is [`RequestError::Unavailable`].
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: HeaderMap,
+        body: Option<Vec<u8>>,
+    ) -> Result<Answer, RequestError> {
+        let mut last_error = String::new();
+        for _ in 0..self.nodes.max(1) {
+            let sent = self
+                .client
+                .send(
+                    method,
+                    path,
+                    headers.clone(),
+                    None::<&()>,
+                    body.clone(),
+                    None,
+                )
+                .await;
+            let response = match sent {
+                Ok(response) => response,
+                Err(error) => {
+                    last_error = describe_error(&error);
+                    continue;
+                }
+            };
+            let status = response.status_code();
+            let retry_after = crate::http_client::retry_after(response.headers());
+            match response.bytes().await {
+                Ok(body) => {
+                    return Ok(Answer {
+                        status,
+                        retry_after,
+                        body,
+                    })
+                }
+                Err(error) => last_error = describe_error(&error),
+            }
+        }
+        Err(RequestError::Unavailable(last_error))
     }
-    let body = body.map(|value| value.to_string().into_bytes());
-    let response = client
-        .send(method, path, headers, None::<&()>, body, None)
-        .await
-        .map_err(|error| RequestError::Unavailable(describe_error(&error)))?;
-    let status = response.status_code();
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|error| RequestError::Unavailable(describe_error(&error)))?;
-    Ok((status, bytes))
-}
 
-/// Sends a request and reads a successful answer as `T`; any other status is an error.
-pub async fn send_json<T: serde::de::DeserializeOwned>(
-    client: &OpenSearch,
-    method: Method,
-    path: &str,
-    body: Option<&serde_json::Value>,
-) -> Result<T, RequestError> {
-    let (status, bytes) = request(client, method, path, body).await?;
-    check_status(status, &bytes)?;
-    serde_json::from_slice(&bytes).map_err(|error| RequestError::Refused {
-        status: status.as_u16(),
-        message: format!("the answer to {path} is not what was expected: {error}"),
-    })
-}
+    /// Sends a request with an optional JSON body; the status and the body's bytes.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<(StatusCode, bytes::Bytes), RequestError> {
+        let mut headers = HeaderMap::new();
+        if body.is_some() {
+            headers.insert(
+                opensearch::http::headers::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        }
+        let body = body.map(|value| value.to_string().into_bytes());
+        let answer = self.send(method, path, headers, body).await?;
+        Ok((answer.status, answer.body))
+    }
 
-/// `GET path`, read as `T`.
-pub async fn get_json<T: serde::de::DeserializeOwned>(
-    client: &OpenSearch,
-    path: &str,
-) -> Result<T, RequestError> {
-    send_json(client, Method::Get, path, None).await
+    /// Sends a request and reads a successful answer as `T`; any other status is an error.
+    pub async fn send_json<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<T, RequestError> {
+        let (status, bytes) = self.request(method, path, body).await?;
+        check_status(status, &bytes)?;
+        serde_json::from_slice(&bytes).map_err(|error| RequestError::Refused {
+            status: status.as_u16(),
+            message: format!("the answer to {path} is not what was expected: {error}"),
+        })
+    }
+
+    /// `GET path`, read as `T`.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<T, RequestError> {
+        self.send_json(Method::Get, path, None).await
+    }
 }
 
 /// `Ok` for a 2xx status; otherwise the error the answer makes.
@@ -335,19 +407,12 @@ pub fn check_status(status: StatusCode, body: &[u8]) -> Result<(), RequestError>
 
 /// A client error as one line, down to its innermost cause.
 pub fn describe_error(error: &opensearch::Error) -> String {
-    use std::error::Error as _;
     let kind = if error.is_timeout() {
         "timed out"
     } else {
         "request failed"
     };
-    let mut cause = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        cause = inner.to_string();
-        source = inner.source();
-    }
-    format!("{kind}: {cause}")
+    format!("{kind}: {}", crate::http_client::innermost_cause(error))
 }
 
 #[cfg(test)]

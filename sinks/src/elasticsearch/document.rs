@@ -15,9 +15,10 @@
 //!
 //! OpenSearch's `flat_object` has no `ignore_above`: a body holding a string
 //! longer than Lucene's term limit (a ConfigMap carrying a large file) would
-//! be refused whole. For OpenSearch, such strings are cut to
-//! [`MAX_INDEXED_STRING`] bytes in the indexed body and the body as received
-//! is kept, unindexed, under [`ORIGINAL_FIELD`]; `auditflow query` puts it back.
+//! be refused whole. For OpenSearch, such strings (in the bodies and the
+//! annotations) are cut to [`MAX_INDEXED_STRING`] bytes in the indexed field
+//! and the field as received is kept, unindexed, under [`ORIGINAL_FIELD`];
+//! `auditflow query` puts it back.
 
 use std::fmt::Write as _;
 
@@ -39,11 +40,16 @@ pub const ORIGINAL_FIELD: &str = "auditflow_original";
 /// The longest auditID used as is in a document id (longer ones are hashed).
 const MAX_AUDIT_ID: usize = 200;
 
+/// The longest document id the cluster accepts, in bytes (a longer rendered
+/// `id` falls back to the derived id).
+const MAX_ID: usize = 512;
+
 /// The longest index name the cluster accepts, in bytes.
 const MAX_INDEX_NAME: usize = 255;
 
-/// The bodies of an audit event that are indexed as flat objects.
-const BODIES: [&str; 2] = ["requestObject", "responseObject"];
+/// The top-level fields of an audit event indexed as flat objects, whose long
+/// strings are cut for OpenSearch.
+const FLAT_FIELDS: [&str; 3] = ["requestObject", "responseObject", "annotations"];
 
 /// One event made ready for the bulk request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,7 +101,7 @@ impl DocumentBuilder {
             .map_err(|error| format!("the event cannot be written as JSON: {error}"))?;
         let mut original = None;
         if self.distribution == Distribution::OpenSearch {
-            if let Some((cut, bodies)) = cut_long_strings(event)? {
+            if let Some((cut, bodies)) = cut_long_strings(event) {
                 json = cut;
                 original = Some(bodies);
                 notes.cut_bodies = true;
@@ -105,7 +111,7 @@ impl DocumentBuilder {
             Some(template) => {
                 let (id, rendered) = template.render_to_string(event);
                 notes.missing_fields += rendered.missing;
-                if rendered.missing > 0 || id.is_empty() {
+                if rendered.missing > 0 || id.is_empty() || id.len() > MAX_ID {
                     derived_id(event, &json)
                 } else {
                     id
@@ -136,6 +142,25 @@ pub fn index_name(text: &str) -> String {
         return "auditflow-unnamed".to_string();
     }
     auditflow_core::event::truncate_utf8(&name, MAX_INDEX_NAME).to_string()
+}
+
+/// A pattern of index names made valid as [`index_name`] makes names (lower
+/// case, the characters a name cannot hold replaced by `_`), its `*` kept.
+pub fn index_pattern(pattern: &str) -> String {
+    pattern
+        .split('*')
+        .map(|part| {
+            part.chars()
+                .map(|c| match c {
+                    '\\' | '/' | '?' | '"' | '<' | '>' | '|' | ',' | '#' | ':' => '_',
+                    c if c.is_whitespace() => '_',
+                    c => c,
+                })
+                .collect::<String>()
+                .to_lowercase()
+        })
+        .collect::<Vec<_>>()
+        .join("*")
 }
 
 /// The id of an event that has no `id` template: `auditID-stage`, else a hash.
@@ -185,39 +210,64 @@ fn with_timestamp(event: &Event, json: &[u8], original: Option<&str>) -> Vec<u8>
     source
 }
 
-/// For an audit event whose bodies hold a string longer than
-/// [`MAX_INDEXED_STRING`]: the event's JSON with those strings cut, and an
-/// object of the bodies as received. `None` when nothing needs cutting (a
-/// body shorter than the limit cannot hold a longer string, so most events
-/// are not parsed).
-fn cut_long_strings(event: &Event) -> Result<Option<(Vec<u8>, String)>, String> {
+/// For an audit event whose bodies (or annotations) hold a string longer
+/// than [`MAX_INDEXED_STRING`]: the event's JSON with those strings cut, and
+/// an object of those fields as received (their text byte for byte). `None`
+/// when nothing needs cutting: one pass over the text
+/// ([`has_long_string`]) rules that out for most events without parsing
+/// them, and an event that cannot be edited (nested deeper than the parser
+/// goes) is sent as it is (the cluster refuses it with its reason if it must).
+fn cut_long_strings(event: &Event) -> Option<(Vec<u8>, String)> {
     let Payload::Audit(audit) = &event.payload else {
-        return Ok(None);
+        return None;
     };
-    let long = |body: Option<&str>| body.is_some_and(|body| body.len() > MAX_INDEXED_STRING);
-    if !long(audit.request_object()) && !long(audit.response_object()) {
-        return Ok(None);
+    if !has_long_string(audit.as_json().as_bytes(), MAX_INDEXED_STRING) {
+        return None;
     }
-    let mut edit = audit.edit().map_err(|error| error.to_string())?;
-    let mut originals = serde_json::Map::new();
-    for body in BODIES {
-        let Some(raw) = edit.get(body).map(str::to_string) else {
+    let mut edit = audit.edit().ok()?;
+    let mut originals = String::from("{");
+    for field in FLAT_FIELDS {
+        let Some(raw) = edit.get(field).map(str::to_string) else {
             continue;
         };
-        let changed = edit
-            .update(body, cut_strings)
-            .map_err(|error| error.to_string())?;
-        if changed {
-            let value = serde_json::from_str(&raw).map_err(|error| error.to_string())?;
-            originals.insert(body.to_string(), value);
+        if edit.update(field, cut_strings).ok()? {
+            if originals.len() > 1 {
+                originals.push(',');
+            }
+            let _ = write!(originals, "\"{field}\":{raw}");
         }
     }
-    if originals.is_empty() {
-        return Ok(None);
+    if originals.len() == 1 {
+        return None;
     }
-    let cut = edit.finish().map_err(|error| error.to_string())?;
-    let originals = serde_json::Value::Object(originals).to_string();
-    Ok(Some((cut.as_json().as_bytes().to_vec(), originals)))
+    originals.push('}');
+    let cut = edit.finish().ok()?;
+    Some((cut.as_json().as_bytes().to_vec(), originals))
+}
+
+/// Whether `text` (JSON) may hold a string longer than `limit` bytes: two
+/// unescaped quotes further apart than that. Never says no for a text that
+/// has one (a string's raw text is at least as long as the string).
+pub fn has_long_string(text: &[u8], limit: usize) -> bool {
+    let mut opened: Option<usize> = None;
+    for at in memchr::memchr_iter(b'"', text) {
+        let backslashes = text
+            .get(..at)
+            .unwrap_or_default()
+            .iter()
+            .rev()
+            .take_while(|&&b| b == b'\\')
+            .count();
+        if backslashes % 2 == 1 {
+            continue;
+        }
+        match opened.take() {
+            Some(start) if at - start > limit => return true,
+            Some(_) => {}
+            None => opened = Some(at + 1),
+        }
+    }
+    false
 }
 
 /// Cuts every string (and key) longer than [`MAX_INDEXED_STRING`] bytes; whether any was.

@@ -10,17 +10,17 @@
 //!   template's `index.lifecycle.name`.
 //! - **OpenSearch without ISM** (a minimal node): the sink applies the
 //!   retention itself, at start and every hour: an index matching its
-//!   templates whose newest event (`@timestamp`) is older than the retention
-//!   is deleted (never the write index of a data stream).
+//!   templates, made by them (its mapping's `_meta.managed_by` is
+//!   `auditflow`), whose newest event (`@timestamp`) is older than the
+//!   retention is deleted (never the write index of a data stream).
 
 use std::time::Duration;
 
 use opensearch::http::Method;
-use opensearch::OpenSearch;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::connection::{check_status, request, send_json, RequestError};
+use super::connection::{check_status, ClusterClient, RequestError};
 
 /// A retention, in whole days or hours as the lifecycle APIs take it (`90d`, `36h`).
 pub fn age(retention: Duration) -> String {
@@ -82,12 +82,12 @@ struct IsmPolicyAnswer {
 
 /// Creates or updates an ISM policy (an update names the version it replaces).
 pub async fn put_ism_policy(
-    client: &OpenSearch,
+    client: &ClusterClient,
     name: &str,
     policy: &Value,
 ) -> Result<(), RequestError> {
     let path = format!("/_plugins/_ism/policies/{name}");
-    let (status, body) = request(client, Method::Get, &path, None).await?;
+    let (status, body) = client.request(Method::Get, &path, None).await?;
     let path = if status.is_success() {
         let current: IsmPolicyAnswer =
             serde_json::from_slice(&body).map_err(|error| RequestError::Refused {
@@ -101,30 +101,26 @@ pub async fn put_ism_policy(
     } else {
         path
     };
-    let (status, body) = request(client, Method::Put, &path, Some(policy)).await?;
+    let (status, body) = client.request(Method::Put, &path, Some(policy)).await?;
     check_status(status, &body)
 }
 
 /// Creates or replaces an ILM policy.
 pub async fn put_ilm_policy(
-    client: &OpenSearch,
+    client: &ClusterClient,
     name: &str,
     policy: &Value,
 ) -> Result<(), RequestError> {
-    let _: Value = send_json(
-        client,
-        Method::Put,
-        &format!("/_ilm/policy/{name}"),
-        Some(policy),
-    )
-    .await?;
+    let _: Value = client
+        .send_json(Method::Put, &format!("/_ilm/policy/{name}"), Some(policy))
+        .await?;
     Ok(())
 }
 
 /// Deletes the indices matching `patterns` whose newest `@timestamp` is before
 /// `cutoff_millis`, except data streams' write indices; returns their names.
 pub async fn delete_expired(
-    client: &OpenSearch,
+    client: &ClusterClient,
     patterns: &[String],
     cutoff_millis: i64,
 ) -> Result<Vec<String>, RequestError> {
@@ -136,13 +132,13 @@ pub async fn delete_expired(
             "aggs": { "newest": { "max": { "field": "@timestamp" } } },
         } },
     });
-    let answer: Value = send_json(
-        client,
-        Method::Post,
-        &format!("/{targets}/_search?ignore_unavailable=true&allow_no_indices=true&expand_wildcards=open,hidden"),
-        Some(&search),
-    )
-    .await?;
+    let answer: Value = client
+        .send_json(
+            Method::Post,
+            &format!("/{targets}/_search?ignore_unavailable=true&allow_no_indices=true"),
+            Some(&search),
+        )
+        .await?;
     let write_indices = write_indices(client, patterns).await?;
     let mut expired = Vec::new();
     let buckets = answer["aggregations"]["indices"]["buckets"]
@@ -155,29 +151,41 @@ pub async fn delete_expired(
         else {
             continue;
         };
-        if (newest as i64) < cutoff_millis && !write_indices.iter().any(|w| w == index) {
+        if (newest as i64) < cutoff_millis
+            && !write_indices.iter().any(|w| w == index)
+            && managed_by_auditflow(client, index).await?
+        {
             expired.push(index.to_string());
         }
     }
     for index in &expired {
-        let (status, body) = request(client, Method::Delete, &format!("/{index}"), None).await?;
+        let (status, body) = client
+            .request(Method::Delete, &format!("/{index}"), None)
+            .await?;
         check_status(status, &body)?;
     }
     Ok(expired)
 }
 
+/// Whether an index was made by one of the sink's templates (its mapping's
+/// `_meta.managed_by`): the sweep deletes nothing else, whatever its name.
+async fn managed_by_auditflow(client: &ClusterClient, index: &str) -> Result<bool, RequestError> {
+    let mapping: Value = client.get_json(&format!("/{index}/_mapping")).await?;
+    Ok(mapping[index]["mappings"]["_meta"]["managed_by"] == super::mapping::MANAGED_BY)
+}
+
 /// The write indices of the data streams matching `patterns`.
 async fn write_indices(
-    client: &OpenSearch,
+    client: &ClusterClient,
     patterns: &[String],
 ) -> Result<Vec<String>, RequestError> {
-    let (status, body) = request(
-        client,
-        Method::Get,
-        &format!("/_data_stream/{}", patterns.join(",")),
-        None,
-    )
-    .await?;
+    let (status, body) = client
+        .request(
+            Method::Get,
+            &format!("/_data_stream/{}", patterns.join(",")),
+            None,
+        )
+        .await?;
     if !status.is_success() {
         return Ok(Vec::new());
     }

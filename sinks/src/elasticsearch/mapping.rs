@@ -28,6 +28,9 @@ use super::connection::Distribution;
 /// character at most keeps them under Lucene's 32,766-byte term limit).
 const IGNORE_ABOVE: u32 = 8191;
 
+/// The `_meta.managed_by` of the sink's templates and of the indices they make.
+pub const MANAGED_BY: &str = "auditflow";
+
 /// The lifecycle settings of the indices a template makes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TemplateLifecycle {
@@ -53,12 +56,18 @@ pub fn index_template(
     patterns: &[String],
     data_stream: bool,
     lifecycle: &TemplateLifecycle,
+    extra_settings: &serde_json::Map<String, Value>,
 ) -> Value {
-    let mappings = match content {
+    let mut mappings = match content {
         Content::Audit => audit_mappings(distribution),
         Content::Alerts => alert_mappings(distribution),
     };
+    // On every index the template makes: the retention sweep deletes only these.
+    mappings["_meta"] = json!({ "managed_by": MANAGED_BY });
     let mut settings = json!({ "index.mapping.total_fields.limit": 1000 });
+    for (name, value) in extra_settings {
+        settings[name] = value.clone();
+    }
     if let TemplateLifecycle::Ilm(policy) = lifecycle {
         settings["index.lifecycle.name"] = json!(policy);
     }
@@ -66,7 +75,7 @@ pub fn index_template(
         "index_patterns": patterns,
         "priority": 200,
         "template": { "settings": settings, "mappings": mappings },
-        "_meta": { "managed_by": "auditflow", "content": match content {
+        "_meta": { "managed_by": MANAGED_BY, "content": match content {
             Content::Audit => "audit events",
             Content::Alerts => "alerts",
         } },

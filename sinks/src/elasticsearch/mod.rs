@@ -106,6 +106,10 @@ pub struct ElasticsearchConfig {
     pub retention: Option<Duration>,
     /// The primary shard size at which a data stream rolls over (default `50gb`).
     pub rollover_size: Option<String>,
+    /// Index settings the templates add (`index.number_of_shards`,
+    /// `index.refresh_interval`, ...).
+    #[serde(default)]
+    pub index_settings: toml::Table,
     /// Install the index templates (and lifecycle policy) at start (default
     /// `true`); with `false` they are expected to exist.
     #[serde(default = "manage_by_default")]
@@ -171,8 +175,8 @@ impl CheckedElasticsearch {
     /// lifecycle policies and searches).
     pub fn patterns(&self) -> (String, String) {
         (
-            self.index.wildcard_pattern(),
-            self.alerts_index.wildcard_pattern(),
+            document::index_pattern(&self.index.wildcard_pattern()),
+            document::index_pattern(&self.alerts_index.wildcard_pattern()),
         )
     }
 
@@ -235,13 +239,9 @@ pub fn check(options: &toml::Table) -> Result<CheckedElasticsearch, Vec<OptionEr
         ));
     }
     check_lifecycle(&config, &mut errors);
+    check_index_settings(&config.index_settings, &mut errors);
     if let (Some(index), Some(alerts)) = (&index, &alerts_index) {
-        if index.as_str() == alerts.as_str() {
-            errors.push(OptionError::new(
-                "alerts_index",
-                "must differ from index: alerts have their own mapping",
-            ));
-        }
+        check_patterns(index, alerts, &mut errors);
     }
     match (connection, index, alerts_index, id) {
         (Some(connection), Some(index), Some(alerts_index), id)
@@ -257,6 +257,36 @@ pub fn check(options: &toml::Table) -> Result<CheckedElasticsearch, Vec<OptionEr
             })
         }
         _ => Err(errors),
+    }
+}
+
+/// The indices of `index` and `alerts_index` must be told apart by their
+/// names: each template, lifecycle policy and search matches its own only.
+fn check_patterns(index: &Template, alerts: &Template, errors: &mut Vec<OptionError>) {
+    let patterns = [
+        ("index", document::index_pattern(&index.wildcard_pattern())),
+        (
+            "alerts_index",
+            document::index_pattern(&alerts.wildcard_pattern()),
+        ),
+    ];
+    for (field, pattern) in &patterns {
+        if pattern.starts_with('*') {
+            errors.push(OptionError::new(
+                *field,
+                format!("`{pattern}` would match every index: begin it with fixed text, like \"auditflow-audit-…\", so that its template, retention and searches touch its own indices only"),
+            ));
+        }
+    }
+    let [(_, audit), (_, alerts)] = &patterns;
+    let stem = |pattern: &str| pattern.split('*').next().unwrap_or_default().to_string();
+    let (audit_stem, alerts_stem) = (stem(audit), stem(alerts));
+    let overlap = audit_stem.starts_with(&alerts_stem) || alerts_stem.starts_with(&audit_stem);
+    if overlap && !audit_stem.is_empty() && !alerts_stem.is_empty() {
+        errors.push(OptionError::new(
+            "alerts_index",
+            format!("`{alerts}` and index's `{audit}` can name the same indices: give alerts a name of their own (alerts have their own mapping), like \"auditflow-alerts-%Y.%m.%d\""),
+        ));
     }
 }
 
@@ -284,6 +314,47 @@ fn check_lifecycle(config: &ElasticsearchConfig, errors: &mut Vec<OptionError>) 
             ));
         }
     }
+}
+
+fn check_index_settings(settings: &toml::Table, errors: &mut Vec<OptionError>) {
+    for (name, value) in settings {
+        let field = format!("index_settings.{name}");
+        if !name.starts_with("index.") {
+            errors.push(OptionError::new(
+                &field,
+                "an index setting is named `index.…`, like \"index.number_of_shards\"",
+            ));
+        } else if !matches!(
+            value,
+            toml::Value::String(_) | toml::Value::Integer(_) | toml::Value::Boolean(_)
+        ) {
+            errors.push(OptionError::new(
+                &field,
+                "takes a string, a number or true/false",
+            ));
+        } else if name == "index.lifecycle.name" {
+            errors.push(OptionError::new(
+                &field,
+                "is set by `retention`; leave it out",
+            ));
+        }
+    }
+}
+
+/// The index settings as JSON, for the templates.
+pub fn index_settings_json(settings: &toml::Table) -> serde_json::Map<String, serde_json::Value> {
+    settings
+        .iter()
+        .filter_map(|(name, value)| {
+            let value = match value {
+                toml::Value::String(text) => serde_json::Value::from(text.as_str()),
+                toml::Value::Integer(number) => serde_json::Value::from(*number),
+                toml::Value::Boolean(flag) => serde_json::Value::from(*flag),
+                _ => return None,
+            };
+            Some((name.clone(), value))
+        })
+        .collect()
 }
 
 /// Whether `text` is a size the lifecycle APIs take: digits and `b`, `kb`, `mb`, `gb`, `tb` or `pb`.

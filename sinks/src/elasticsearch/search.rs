@@ -18,10 +18,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use auditflow_core::event::{Alert, AuditEvent};
 use opensearch::http::Method;
-use opensearch::OpenSearch;
 use serde_json::{json, Value};
 
-use super::connection::{send_json, ClusterConnection};
+use super::connection::{ClusterClient, ClusterConnection, ClusterInfo, Distribution};
 use super::document::restore_source;
 use super::mapping::audit_field;
 use crate::local_store::read::{
@@ -40,10 +39,14 @@ const SEARCH_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The indices of an `elasticsearch` sink, opened for searching.
 pub struct ElasticsearchStore {
-    client: OpenSearch,
+    client: ClusterClient,
     runtime: tokio::runtime::Runtime,
     events: String,
     alerts: String,
+    /// Whether hits can be sorted by `_id` last (OpenSearch; Elasticsearch 8
+    /// refuses it by default).
+    sort_by_id: bool,
+    problems: Vec<String>,
 }
 
 impl ElasticsearchStore {
@@ -60,18 +63,23 @@ impl ElasticsearchStore {
             let _entered = runtime.enter();
             connection.client(SEARCH_TIMEOUT)?
         };
+        let info = runtime
+            .block_on(ClusterInfo::ask(&client))
+            .context("asking the cluster what it is")?;
         Ok(ElasticsearchStore {
             client,
             runtime,
             events: events.to_string(),
             alerts: alerts.to_string(),
+            sort_by_id: info.distribution == Distribution::OpenSearch,
+            problems: Vec::new(),
         })
     }
 
     fn search(&self, pattern: &str, body: &Value) -> anyhow::Result<Value> {
         let path = format!("/{pattern}/_search?ignore_unavailable=true&allow_no_indices=true");
         self.runtime
-            .block_on(send_json(&self.client, Method::Post, &path, Some(body)))
+            .block_on(self.client.send_json(Method::Post, &path, Some(body)))
             .with_context(|| format!("searching {pattern}"))
     }
 
@@ -89,6 +97,11 @@ impl ElasticsearchStore {
                 .iter()
                 .map(|field| json!({ *field: { "order": "asc", "unmapped_type": "keyword" } })),
         );
+        sort.push(json!({ "_index": "asc" }));
+        if self.sort_by_id {
+            // Makes the order total, so no hit is skipped at a page's end.
+            sort.push(json!({ "_id": "asc" }));
+        }
         let mut after: Option<Value> = None;
         loop {
             let mut body = json!({ "size": PAGE_SIZE, "query": query, "sort": sort, "track_total_hits": false });
@@ -142,7 +155,8 @@ fn rfc3339_micros(micros: i64) -> String {
 
 /// The query of the audit events `filter` selects in `range`.
 pub fn events_query(range: &TimeRange, filter: &EventFilter) -> Value {
-    let mut terms = Vec::new();
+    // Only audit events (`errors` records routed to the sink share the index).
+    let mut terms = vec![("kind", json!("Event"))];
     let text = |field: &'static str, value: &Option<String>| {
         value.as_ref().map(|value| (field, json!(value)))
     };
@@ -232,7 +246,7 @@ impl SearchableStore for ElasticsearchStore {
         );
         let answer: Value = self
             .runtime
-            .block_on(send_json(&self.client, Method::Post, &path, Some(&body)))
+            .block_on(self.client.send_json(Method::Post, &path, Some(&body)))
             .with_context(|| format!("counting in {}", self.events))?;
         answer["count"]
             .as_u64()
@@ -252,7 +266,15 @@ impl SearchableStore for ElasticsearchStore {
             "query": events_query(range, filter),
             "aggs": group_aggregations(mapped),
         });
-        Ok(read_groups(&self.search(&self.events, &body)?))
+        let answer = self.search(&self.events, &body)?;
+        if let Some(other) = answer["aggregations"]["values"]["sum_other_doc_count"].as_u64() {
+            if other > 0 {
+                self.problems.push(format!(
+                    "{other} matching events have values beyond the {MAX_GROUPS} most frequent, which are not counted; narrow the query"
+                ));
+            }
+        }
+        Ok(read_groups(&answer))
     }
 
     fn for_each_alert(
@@ -281,6 +303,6 @@ impl SearchableStore for ElasticsearchStore {
     }
 
     fn problems(&self) -> Vec<String> {
-        Vec::new()
+        self.problems.clone()
     }
 }

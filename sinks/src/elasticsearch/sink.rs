@@ -4,16 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use auditflow_core::ack::BatchStatus;
+use auditflow_core::ack::{BatchStatus, Finalizer};
 use auditflow_core::backoff::Backoff;
 use auditflow_core::component::{DeliveryOutcomes, SinkContext};
 use auditflow_core::event::{Event, Payload};
 use opensearch::http::headers::{HeaderMap, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
 use opensearch::http::Method;
-use opensearch::OpenSearch;
 
 use super::bulk::{self, ItemOutcome};
-use super::connection::{describe_error, ClusterInfo, Distribution, RequestError};
+use super::connection::{ClusterClient, ClusterInfo, Distribution, RequestError};
 use super::document::{Document, DocumentBuilder};
 use super::lifecycle;
 use super::mapping::{self, Content, TemplateLifecycle};
@@ -28,7 +27,7 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
 /// The sink while it runs.
 pub struct ElasticsearchSink {
     checked: CheckedElasticsearch,
-    client: OpenSearch,
+    client: ClusterClient,
     /// Set once the cluster has answered (documents depend on its distribution).
     documents: Option<DocumentBuilder>,
     /// Whether the sink deletes expired indices itself (OpenSearch without ISM).
@@ -43,7 +42,7 @@ pub struct ElasticsearchSink {
 /// Sends one batch as bulk requests until each item is stored, refused or
 /// given up on; several run at once (`concurrency`).
 struct BulkWriter {
-    client: OpenSearch,
+    client: ClusterClient,
     compression: Compression,
     request: RequestOptions,
     backoff: Backoff,
@@ -51,9 +50,14 @@ struct BulkWriter {
 
 /// Why a bulk request as a whole did not deliver.
 enum BulkFailure {
-    /// Try it again (no answer, 429, 5xx, an answer that cannot be read).
-    Retry(String),
-    /// Refused whole (401, 403, 413, ...).
+    /// Try it again (no answer, 429, 5xx, 401, 403, an answer that cannot be read).
+    Retry {
+        /// Why.
+        reason: String,
+        /// The wait a `Retry-After` header asked for.
+        wait: Option<Duration>,
+    },
+    /// Refused whole for what it holds (400, 413).
     Refused(String),
 }
 
@@ -64,7 +68,7 @@ impl ElasticsearchSink {
         let request = checked.config.request;
         tracing::debug!(component_id = %context.id, endpoints = checked.connection.endpoints.len(), "elasticsearch sink built");
         Ok(ElasticsearchSink {
-            in_flight: Arc::new(Semaphore::new(checked.config.concurrency.max(1))),
+            in_flight: Arc::new(Semaphore::new(checked.config.concurrency)),
             checked,
             client,
             documents: None,
@@ -75,11 +79,22 @@ impl ElasticsearchSink {
     }
 
     /// Sets up against the cluster (waiting for it), then sends batches until the input ends.
-    pub async fn run(mut self, context: SinkContext) -> anyhow::Result<()> {
+    /// If the input ends while the cluster cannot be reached, the events
+    /// still waiting are reported as not delivered and the sink stops.
+    pub async fn run(mut self, mut context: SinkContext) -> anyhow::Result<()> {
         let mut attempt = 0;
         loop {
             match self.set_up(&context).await {
                 Ok(()) => break,
+                Err(RequestError::Unavailable(reason)) if context.input.is_closed() => {
+                    let mut events = Vec::new();
+                    while let Some(batch) = context.input.try_recv() {
+                        events.extend(batch);
+                    }
+                    tracing::error!(component_id = %context.id, events = events.len(), "the pipeline stops and the cluster cannot be reached ({reason}): the events waiting are reported as not delivered");
+                    context.failed(events, BatchStatus::Errored, "delivery_failed");
+                    return Ok(());
+                }
                 Err(RequestError::Unavailable(reason)) => {
                     let wait = self.backoff.wait(attempt.min(16));
                     context.metrics.error("setup_retried", 1);
@@ -123,11 +138,10 @@ impl ElasticsearchSink {
                     std::slice::from_ref(pattern),
                     data_stream,
                     &lifecycle,
+                    &super::index_settings_json(&self.checked.config.index_settings),
                 );
                 let path = format!("/_index_template/{name}");
-                let (status, answer) =
-                    super::connection::request(&self.client, Method::Put, &path, Some(&body))
-                        .await?;
+                let (status, answer) = self.client.request(Method::Put, &path, Some(&body)).await?;
                 super::connection::check_status(status, &answer)?;
             }
         }
@@ -198,6 +212,14 @@ impl ElasticsearchSink {
     }
 }
 
+/// What the items of one sub-batch came to, gathered until the batch is done.
+#[derive(Default)]
+struct Settled {
+    stored: Vec<Event>,
+    stored_bytes: usize,
+    refused: Vec<(Event, String)>,
+}
+
 impl BulkWriter {
     /// Sends one bulk request; the outcome of each document.
     async fn post_bulk(&self, documents: &[&Document]) -> Result<Vec<ItemOutcome>, BulkFailure> {
@@ -208,7 +230,10 @@ impl BulkWriter {
         let compression = self.compression;
         let body = compression
             .compress(body)
-            .map_err(|error| BulkFailure::Retry(format!("cannot compress the request: {error}")))?;
+            .map_err(|error| BulkFailure::Retry {
+                reason: format!("cannot compress the request: {error}"),
+                wait: None,
+            })?;
         let mut headers = HeaderMap::new();
         headers.insert(
             CONTENT_TYPE,
@@ -217,57 +242,85 @@ impl BulkWriter {
         if let Some(encoding) = compression.content_encoding() {
             headers.insert(CONTENT_ENCODING, HeaderValue::from_static(encoding));
         }
-        let response = self
+        let answer = self
             .client
-            .send(
-                Method::Post,
-                "/_bulk",
-                headers,
-                None::<&()>,
-                Some(body),
-                None,
-            )
+            .send(Method::Post, "/_bulk", headers, Some(body))
             .await
-            .map_err(|error| BulkFailure::Retry(describe_error(&error)))?;
-        let status = response.status_code();
-        let answer = response
-            .bytes()
-            .await
-            .map_err(|error| BulkFailure::Retry(describe_error(&error)))?;
-        if let Err(error) = super::connection::check_status(status, &answer) {
-            return Err(match error {
-                RequestError::Unavailable(reason) => BulkFailure::Retry(reason),
-                refused @ RequestError::Refused { .. } => BulkFailure::Refused(refused.to_string()),
-            });
+            .map_err(|error| BulkFailure::Retry {
+                reason: error.to_string(),
+                wait: None,
+            })?;
+        match super::connection::check_status(answer.status, &answer.body) {
+            Ok(()) => {}
+            Err(RequestError::Unavailable(reason)) => {
+                return Err(BulkFailure::Retry {
+                    reason,
+                    wait: answer.retry_after,
+                })
+            }
+            // Credentials and rights can be fixed while the events wait.
+            Err(
+                refused @ RequestError::Refused {
+                    status: 401 | 403, ..
+                },
+            ) => {
+                return Err(BulkFailure::Retry {
+                    reason: format!("{refused} (check the sink's auth and the user's rights)"),
+                    wait: None,
+                })
+            }
+            Err(refused @ RequestError::Refused { .. }) => {
+                return Err(BulkFailure::Refused(refused.to_string()))
+            }
         }
-        bulk::read_answer(&answer, documents.len()).map_err(BulkFailure::Retry)
+        bulk::read_answer(&answer.body, documents.len())
+            .map_err(|reason| BulkFailure::Retry { reason, wait: None })
     }
 
     /// Sends `batch`, its items again while they are worth retrying, and
-    /// reports each event's outcome.
+    /// reports each event's outcome. A request the cluster refuses whole
+    /// (too large, or one operation it cannot read) is split in halves until
+    /// the refused operation is alone; that one goes to `errors`.
     async fn write(
         &mut self,
         batch: Vec<(Event, Document)>,
         outcomes: &DeliveryOutcomes,
         id: &str,
     ) {
+        let mut settled = Settled::default();
+        let mut parts = vec![batch];
+        while let Some(part) = parts.pop() {
+            if let Some((first, second)) = self.write_part(part, &mut settled, outcomes, id).await {
+                parts.push(second);
+                parts.push(first);
+            }
+        }
+        outcomes.delivered(settled.stored, settled.stored_bytes);
+        outcomes.refuse(settled.refused, "document_refused").await;
+    }
+
+    /// Sends one part of a batch until each item is settled; the two halves
+    /// of the part when the cluster refuses it whole.
+    async fn write_part(
+        &mut self,
+        mut pending: Vec<(Event, Document)>,
+        settled: &mut Settled,
+        outcomes: &DeliveryOutcomes,
+        id: &str,
+    ) -> Option<(Vec<(Event, Document)>, Vec<(Event, Document)>)> {
         let attempts = self.request.retry_attempts;
-        let mut pending = batch;
-        let mut stored = Vec::new();
-        let mut stored_bytes = 0;
-        let mut refused = Vec::new();
         let mut retries = 0;
         loop {
             let documents: Vec<&Document> = pending.iter().map(|(_, document)| document).collect();
-            let reason = match self.post_bulk(&documents).await {
-                Ok(outcomes) => {
+            let (reason, wait) = match self.post_bulk(&documents).await {
+                Ok(items) => {
                     let mut again = Vec::new();
                     let mut last = String::new();
-                    for ((event, document), outcome) in pending.drain(..).zip(outcomes) {
+                    for ((event, document), outcome) in pending.drain(..).zip(items) {
                         match outcome {
                             ItemOutcome::Stored => {
-                                stored_bytes += document.source.len();
-                                stored.push(event);
+                                settled.stored_bytes += document.source.len();
+                                settled.stored.push(event);
                             }
                             ItemOutcome::Retry(reason) => {
                                 last = reason;
@@ -275,31 +328,39 @@ impl BulkWriter {
                             }
                             ItemOutcome::Refused(reason) => {
                                 let reason = refusal(&event, &document, &reason);
-                                refused.push((event, reason));
+                                settled.refused.push((event, reason));
                             }
                         }
                     }
                     pending = again;
-                    last
+                    (last, None)
                 }
-                Err(BulkFailure::Retry(reason)) => reason,
+                Err(BulkFailure::Retry { reason, wait }) => (reason, wait),
+                Err(BulkFailure::Refused(reason)) if pending.len() > 1 => {
+                    tracing::warn!(component_id = %id, events = pending.len(), "{reason}; sending the request again in two halves");
+                    let second = pending.split_off(pending.len() / 2);
+                    return Some((pending, second));
+                }
                 Err(BulkFailure::Refused(reason)) => {
-                    tracing::error!(component_id = %id, events = pending.len(), "{reason}; the events are reported as not delivered");
-                    let events = pending.drain(..).map(|(event, _)| event).collect();
-                    outcomes.failed(events, BatchStatus::Rejected, "delivery_rejected");
-                    String::new()
+                    for (event, document) in pending.drain(..) {
+                        let reason = refusal(&event, &document, &reason);
+                        settled.refused.push((event, reason));
+                    }
+                    (String::new(), None)
                 }
             };
             if pending.is_empty() {
-                break;
+                return None;
             }
             if retries >= attempts {
                 tracing::error!(component_id = %id, events = pending.len(), "no delivery after {} attempts; the last one failed: {reason}; the events are reported as not delivered", retries + 1);
                 let events = pending.drain(..).map(|(event, _)| event).collect();
                 outcomes.failed(events, BatchStatus::Errored, "delivery_failed");
-                break;
+                return None;
             }
-            let wait = self.backoff.wait(retries);
+            let wait = wait
+                .unwrap_or_else(|| self.backoff.wait(retries))
+                .max(Duration::from_millis(1));
             outcomes
                 .metrics()
                 .error("items_retried", pending.len() as u64);
@@ -307,8 +368,6 @@ impl BulkWriter {
             tokio::time::sleep(wait).await;
             retries += 1;
         }
-        outcomes.delivered(stored, stored_bytes);
-        outcomes.refuse(refused, "document_refused").await;
     }
 }
 
@@ -335,7 +394,11 @@ impl BatchedSink for ElasticsearchSink {
     type Item = (Event, Document);
 
     fn prepare(&mut self, event: Event, context: &SinkContext) -> Option<(Self::Item, usize)> {
-        let documents = self.documents.as_ref()?;
+        let Some(documents) = self.documents.as_ref() else {
+            // `run` sets the builder up before it reads any input.
+            context.failed(vec![event], BatchStatus::Errored, "not_set_up");
+            return None;
+        };
         match documents.build(&event) {
             Ok((document, notes)) => {
                 if notes.missing_fields > 0 {
@@ -359,6 +422,9 @@ impl BatchedSink for ElasticsearchSink {
 
     async fn send(&mut self, batch: Vec<Self::Item>, context: &SinkContext) {
         let Ok(permit) = self.in_flight.clone().acquire_owned().await else {
+            // The semaphore is never closed; fail rather than drop if it were.
+            let events = batch.into_iter().map(|(event, _)| event).collect();
+            context.failed(events, BatchStatus::Errored, "delivery_failed");
             return;
         };
         let request = self.checked.config.request;
@@ -370,8 +436,10 @@ impl BatchedSink for ElasticsearchSink {
         };
         let outcomes = context.outcomes();
         let id = context.id.clone();
+        let guard = FailUnlessSettled::new(&batch);
         self.writers.spawn(async move {
             writer.write(batch, &outcomes, &id).await;
+            guard.settled();
             drop(permit);
         });
         while let Some(done) = self.writers.try_join_next() {
@@ -394,7 +462,39 @@ impl BatchedSink for ElasticsearchSink {
     }
 }
 
-/// Logs a bulk writer that panicked (its events are failed by their dropped handles).
+/// The acknowledgement handles of a batch in a bulk writer's hands: should the
+/// writer stop before it reports every event (a panic), they are failed as
+/// `Errored` (a dropped handle alone would count as delivered), so the source
+/// sends the events again.
+struct FailUnlessSettled {
+    finalizers: Vec<Finalizer>,
+}
+
+impl FailUnlessSettled {
+    fn new(batch: &[(Event, Document)]) -> FailUnlessSettled {
+        FailUnlessSettled {
+            finalizers: batch
+                .iter()
+                .filter_map(|(event, _)| event.meta.finalizer.clone())
+                .collect(),
+        }
+    }
+
+    /// Every event was reported: nothing to fail.
+    fn settled(mut self) {
+        self.finalizers.clear();
+    }
+}
+
+impl Drop for FailUnlessSettled {
+    fn drop(&mut self) {
+        for finalizer in &self.finalizers {
+            finalizer.fail(BatchStatus::Errored);
+        }
+    }
+}
+
+/// Logs a bulk writer that panicked (its events are failed by [`FailUnlessSettled`]).
 fn report_panic(done: Result<(), tokio::task::JoinError>, id: &str) {
     if let Err(error) = done {
         tracing::error!(component_id = %id, "a bulk request task failed: {error}");

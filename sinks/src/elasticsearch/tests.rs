@@ -10,7 +10,9 @@ use auditflow_core::template::Template;
 
 use super::bulk::{self, ItemOutcome};
 use super::connection::Distribution;
-use super::document::{index_name, restore_source, DocumentBuilder, MAX_INDEXED_STRING};
+use super::document::{
+    has_long_string, index_name, restore_source, DocumentBuilder, MAX_INDEXED_STRING,
+};
 use super::lifecycle::{age, ilm_policy, ism_policy};
 use super::mapping::{index_template, template_name, Content, TemplateLifecycle};
 use super::search::{events_query, read_groups};
@@ -102,6 +104,18 @@ max_events = 0
     ))
     .expect_err("invalid");
     assert_eq!(fields(&errors), ["alerts_index"]);
+    let errors = check(&table(
+        "endpoints = [\"http://a\"]\n[index_settings]\nshards = 3\n\"index.blocks\" = { a = 1 }\n\"index.lifecycle.name\" = \"x\"",
+    ))
+    .expect_err("invalid");
+    assert_eq!(
+        fields(&errors),
+        [
+            "index_settings.index.blocks",
+            "index_settings.index.lifecycle.name",
+            "index_settings.shards"
+        ]
+    );
     let errors = check(&table("endpoints = [\"http://a\"]\nshards = 3")).expect_err("invalid");
     assert!(errors[0].message.contains("shards"), "{errors:?}");
 }
@@ -267,6 +281,7 @@ fn the_audit_template_fixes_the_header_types_and_flattens_the_bodies() {
         &patterns,
         false,
         &TemplateLifecycle::None,
+        &Default::default(),
     );
     let properties = &opensearch["template"]["mappings"]["properties"];
     assert_eq!(opensearch["template"]["mappings"]["dynamic"], false);
@@ -292,6 +307,7 @@ fn the_audit_template_fixes_the_header_types_and_flattens_the_bodies() {
         &patterns,
         true,
         &TemplateLifecycle::Ilm("auditflow-audit-retention".into()),
+        &index_settings_json(&table("\"index.number_of_shards\" = 3")),
     );
     let properties = &elasticsearch["template"]["mappings"]["properties"];
     assert_eq!(properties["requestObject"]["type"], "flattened");
@@ -306,12 +322,17 @@ fn the_audit_template_fixes_the_header_types_and_flattens_the_bodies() {
         elasticsearch["template"]["settings"]["index.lifecycle.name"],
         "auditflow-audit-retention"
     );
+    assert_eq!(
+        elasticsearch["template"]["settings"]["index.number_of_shards"],
+        3
+    );
     let alerts = index_template(
         Content::Alerts,
         Distribution::Elasticsearch,
         &["auditflow-alerts-*".to_string()],
         false,
         &TemplateLifecycle::None,
+        &Default::default(),
     );
     let properties = &alerts["template"]["mappings"]["properties"];
     assert_eq!(properties["output_fields"]["type"], "flattened");
@@ -392,6 +413,7 @@ fn query_filters_become_term_filters_and_a_time_range() {
     };
     let query = events_query(&range, &filter);
     let filters = query["bool"]["filter"].as_array().expect("filters");
+    assert!(filters.contains(&serde_json::json!({ "term": { "kind": "Event" } })));
     assert!(
         filters.contains(&serde_json::json!({ "term": { "user.username": "alice@example.com" } }))
     );
@@ -422,4 +444,63 @@ fn group_counts_include_the_events_without_the_field() {
             ("200".to_string(), 5)
         ]
     );
+}
+
+#[test]
+fn a_long_string_is_found_without_parsing() {
+    let limit = 10;
+    assert!(!has_long_string(
+        br#"{"a":"short","b":"0123456789"}"#,
+        limit
+    ));
+    assert!(has_long_string(br#"{"a":"0123456789AB"}"#, limit));
+    // Escaped quotes do not end a string.
+    assert!(has_long_string(br#"{"a":"01\"23\"456789"}"#, limit));
+    assert!(!has_long_string(br#"{"a":"x\\","b":"y"}"#, limit));
+    assert!(!has_long_string(b"", limit));
+}
+
+#[test]
+fn patterns_must_tell_the_indices_apart() {
+    let errors = check(&table(
+        "endpoints = [\"http://a\"]\nindex = \"{{ objectRef.namespace }}-%Y\"",
+    ))
+    .expect_err("invalid");
+    assert_eq!(fields(&errors), ["index"]);
+    assert!(errors[0].message.contains("every index"), "{errors:?}");
+    let errors = check(&table(
+        "endpoints = [\"http://a\"]\nindex = \"auditflow-%Y\"\nalerts_index = \"auditflow-alerts-%Y\"",
+    ))
+    .expect_err("invalid");
+    assert_eq!(fields(&errors), ["alerts_index"]);
+    let checked = check(&table(
+        "endpoints = [\"http://a\"]\nindex = \"Audit Logs-%Y\"\nalerts_index = \"Alerts-%Y\"",
+    ))
+    .expect("valid");
+    assert_eq!(
+        checked.patterns(),
+        ("audit_logs-*".to_string(), "alerts-*".to_string()),
+        "patterns are named as the indices are"
+    );
+}
+
+#[test]
+fn an_id_longer_than_the_cluster_takes_falls_back_to_the_derived_one() {
+    let mut builder = builder(Distribution::OpenSearch);
+    builder.id = Some(Template::parse("{{ requestURI }}").expect("template"));
+    let long_uri = format!("/api/v1/namespaces/default/configmaps/{}", "c".repeat(600));
+    let text = EVENT.replace(
+        "/api/v1/namespaces/production/configmaps/app-config",
+        &long_uri,
+    );
+    let (document, _) = builder.build(&audit(&text)).expect("built");
+    assert_eq!(document.id, "a-1-ResponseComplete");
+}
+
+#[test]
+fn a_write_block_is_waited_out() {
+    let answer = br#"{"errors":true,"items":[{"create":{"status":403,"error":{"type":"cluster_block_exception","reason":"index [i] blocked by: [FORBIDDEN/8/index write (api)];"}}},{"create":{"status":403,"error":{"type":"security_exception","reason":"no permissions"}}}]}"#;
+    let outcomes = bulk::read_answer(answer, 2).expect("read");
+    assert!(matches!(outcomes[0], ItemOutcome::Retry(_)));
+    assert!(matches!(outcomes[1], ItemOutcome::Refused(_)));
 }

@@ -54,9 +54,17 @@ pub fn operation_size(document: &Document) -> usize {
 
 #[derive(Deserialize)]
 struct BulkAnswer {
-    errors: bool,
     #[serde(default)]
     items: Vec<std::collections::HashMap<String, ItemAnswer>>,
+}
+
+/// The answer read only as far as "did every item succeed, and how many are
+/// there" (the common case, without building each item's result).
+#[derive(Deserialize)]
+struct BulkSummary {
+    errors: bool,
+    #[serde(default)]
+    items: Vec<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -92,11 +100,12 @@ impl ItemError {
 /// The outcome of each of the `sent` operations, in order; an error when the
 /// answer is not a bulk answer for them (the whole request is then retried).
 pub fn read_answer(body: &[u8], sent: usize) -> Result<Vec<ItemOutcome>, String> {
-    let answer: BulkAnswer = serde_json::from_slice(body)
-        .map_err(|error| format!("the bulk answer cannot be read: {error}"))?;
-    if !answer.errors && answer.items.len() == sent {
+    let unreadable = |error: serde_json::Error| format!("the bulk answer cannot be read: {error}");
+    let summary: BulkSummary = serde_json::from_slice(body).map_err(unreadable)?;
+    if !summary.errors && summary.items.len() == sent {
         return Ok(vec![ItemOutcome::Stored; sent]);
     }
+    let answer: BulkAnswer = serde_json::from_slice(body).map_err(unreadable)?;
     if answer.items.len() != sent {
         return Err(format!(
             "the bulk answer lists {} results for {sent} operations",

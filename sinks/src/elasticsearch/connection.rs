@@ -300,12 +300,13 @@ pub struct ClusterClient {
 impl ClusterClient {
     /// Sends a request (each endpoint tried once while none answers); any
     /// answer is returned, no answer from any is [`RequestError::Unavailable`].
+    /// The body is shared between the attempts, not copied.
     pub async fn send(
         &self,
         method: Method,
         path: &str,
         headers: HeaderMap,
-        body: Option<Vec<u8>>,
+        body: Option<bytes::Bytes>,
     ) -> Result<Answer, RequestError> {
         let mut last_error = String::new();
         for _ in 0..self.nodes.max(1) {
@@ -357,7 +358,7 @@ impl ClusterClient {
                 HeaderValue::from_static("application/json"),
             );
         }
-        let body = body.map(|value| value.to_string().into_bytes());
+        let body = body.map(|value| bytes::Bytes::from(value.to_string()));
         let answer = self.send(method, path, headers, body).await?;
         Ok((answer.status, answer.body))
     }

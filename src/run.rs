@@ -30,7 +30,7 @@ pub fn run(path: &Path, once: bool) -> anyhow::Result<ExitCode> {
         let result = topology::run(config, registry, RunOptions { once }, shutdown).await;
         api_stop.cancel();
         result?;
-        tracing::info!("pipeline stopped; every in-flight event was delivered");
+        tracing::info!("pipeline stopped: every in-flight event was delivered or reported as not delivered (counted in the errors metrics)");
         Ok(ExitCode::SUCCESS)
     });
     // A blocking read of stdin cannot be interrupted; do not wait for it to return.

@@ -7,7 +7,8 @@
 #
 # Servers: alertmanager (127.0.0.1:9093), kafka (127.0.0.1:9092; SASL on 9094; TLS with
 # client certificates on 9095, its test CA and certificates in target/services/kafka/tls),
-# opensearch (127.0.0.1:9200, OpenSearch 2.19 in a JVM, security plugin off).
+# opensearch (127.0.0.1:9200, OpenSearch 2.19 in a JVM, security plugin off),
+# loki (127.0.0.1:9428, VictoriaLogs: Loki's push API, built from the Go module proxy).
 # Each server runs from target/services/NAME/: its data, its log (NAME.log) and its
 # PID file (NAME.pid). To add a server, write NAME_install, NAME_launch (starts it in
 # the background and prints nothing), NAME_ready (succeeds when it answers) and
@@ -15,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SERVICES="alertmanager kafka opensearch"
+SERVICES="alertmanager kafka opensearch loki"
 RUN_ROOT="${AUDITFLOW_SERVICES_DIR:-$PWD/target/services}"
 READY_TIMEOUT_SECONDS=60
 
@@ -169,6 +170,36 @@ opensearch_launch() {
 opensearch_ready() {
   curl -fsS -o /dev/null "$(opensearch_url)/_cluster/health?wait_for_status=yellow&timeout=1s"
 }
+
+# --- loki ---------------------------------------------------------------------------
+# The Loki push API as VictoriaLogs serves it (`/insert/loki/api/v1/push`, JSON and
+# protobuf+snappy; read back with LogsQL): no Grafana Loki build installs here.
+# Built once from the Go module proxy into target/services/loki/bin.
+LOKI_ADDRESS="127.0.0.1:9428"
+VICTORIALOGS_VERSION="v1.52.1"
+
+loki_install() {
+  local dir="$RUN_ROOT/loki"
+  [[ -x "$dir/bin/victoria-logs" ]] && return 0
+  command -v go >/dev/null 2>&1 || { echo "services.sh: installing Go (apt)" >&2; apt_install golang-go; }
+  echo "services.sh: building VictoriaLogs $VICTORIALOGS_VERSION (Go module proxy; about 90 s)" >&2
+  mkdir -p "$dir/bin"
+  GOPATH="$dir/gopath" GOBIN="$dir/bin" GOFLAGS=-modcacherw \
+    go install "github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs@$VICTORIALOGS_VERSION" >&2
+}
+
+loki_url() { echo "http://$LOKI_ADDRESS"; }
+
+loki_launch() {
+  local dir="$1"
+  mkdir -p "$dir/data"
+  nohup "$dir/bin/victoria-logs" -storageDataPath="$dir/data" -httpListenAddr="$LOKI_ADDRESS" \
+    -retentionPeriod=100y -loggerLevel=WARN \
+    >>"$dir/loki.log" 2>&1 </dev/null &
+  echo $! >"$dir/loki.pid"
+}
+
+loki_ready() { curl -fsS -o /dev/null "$(loki_url)/health"; }
 
 # --- generic ------------------------------------------------------------------------
 known() { [[ " $SERVICES " == *" $1 "* ]] || die "unknown server '$1' (known: $SERVICES)"; }

@@ -29,7 +29,7 @@ stop_started_servers() {
   for server in "${started_servers[@]}"; do scripts/services.sh stop "$server" || true; done
 }
 trap stop_started_servers EXIT
-for server in alertmanager kafka opensearch; do
+for server in alertmanager kafka opensearch loki; do
   if ! scripts/services.sh status "$server" >/dev/null 2>&1; then
     scripts/services.sh start "$server"
     started_servers+=("$server")
@@ -37,6 +37,7 @@ for server in alertmanager kafka opensearch; do
 done
 export AUDITFLOW_TEST_ALERTMANAGER="${AUDITFLOW_TEST_ALERTMANAGER:-http://127.0.0.1:9093}"
 export AUDITFLOW_TEST_KAFKA="${AUDITFLOW_TEST_KAFKA:-127.0.0.1:9092}"
+export AUDITFLOW_TEST_LOKI="${AUDITFLOW_TEST_LOKI:-http://127.0.0.1:9428}"
 export AUDITFLOW_TEST_OPENSEARCH="${AUDITFLOW_TEST_OPENSEARCH:-http://127.0.0.1:9200}"
 export AUDITFLOW_TEST_KAFKA_TLS="${AUDITFLOW_TEST_KAFKA_TLS:-${AUDITFLOW_SERVICES_DIR:-$PWD/target/services}/kafka/tls}"
 

@@ -55,6 +55,7 @@ fn every_toml_example_in_the_docs_validates() {
                 // The secrets the examples name, as a deployment sets them.
                 .env("ES_PASSWORD", "example-password")
                 .env("ES_API_KEY", "ZXhhbXBsZTprZXk=")
+                .env("LOKI_PASSWORD", "example-password")
                 .output()
                 .expect("run validate");
             assert!(

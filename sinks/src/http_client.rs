@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use auditflow_core::ack::BatchStatus;
 use auditflow_core::component::SinkContext;
 use auditflow_core::config::duration::{deserialize_duration, deserialize_optional_duration};
-use auditflow_core::config::OptionError;
+use auditflow_core::config::{OptionError, TlsOptions};
 use auditflow_core::event::Event;
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
@@ -515,10 +515,23 @@ pub struct HttpClient {
 impl HttpClient {
     /// A client with TLS (rustls, the Mozilla root certificates) and the request timeout.
     pub fn new(options: RequestOptions, component_id: &str) -> anyhow::Result<HttpClient> {
-        let client = reqwest::Client::builder()
+        HttpClient::with_tls(options, component_id, None)
+    }
+
+    /// [`HttpClient::new`] with the `tls` options of the sink: its CA, its
+    /// client certificate, or no verification.
+    pub fn with_tls(
+        options: RequestOptions,
+        component_id: &str,
+        tls: Option<&TlsOptions>,
+    ) -> anyhow::Result<HttpClient> {
+        let mut builder = reqwest::Client::builder()
             .timeout(options.timeout)
-            .connect_timeout(options.timeout)
-            .build()?;
+            .connect_timeout(options.timeout);
+        if let Some(tls) = tls {
+            builder = with_tls(builder, tls)?;
+        }
+        let client = builder.build()?;
         Ok(HttpClient {
             client,
             backoff: Backoff::new(options.retry_initial_backoff, options.retry_max_backoff),
@@ -608,6 +621,49 @@ impl HttpClient {
             }
         }
     }
+}
+
+/// Applies a sink's `tls` options to a client: the CA certificates (PEM) the
+/// server's must chain to, a client certificate and key (PEM, unencrypted),
+/// or `verify = false`. Errors name the option and the file.
+pub fn with_tls(
+    mut builder: reqwest::ClientBuilder,
+    tls: &TlsOptions,
+) -> anyhow::Result<reqwest::ClientBuilder> {
+    use anyhow::Context as _;
+    if !tls.verify {
+        builder = builder.danger_accept_invalid_certs(true);
+    }
+    if let Some(ca_file) = &tls.ca_file {
+        let pem = std::fs::read(ca_file)
+            .with_context(|| format!("tls.ca_file: cannot read {}", ca_file.display()))?;
+        for certificate in reqwest::Certificate::from_pem_bundle(&pem).with_context(|| {
+            format!(
+                "tls.ca_file: {} holds no PEM certificate",
+                ca_file.display()
+            )
+        })? {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    if let (Some(crt_file), Some(key_file)) = (&tls.crt_file, &tls.key_file) {
+        let mut pem = std::fs::read(crt_file)
+            .with_context(|| format!("tls.crt_file: cannot read {}", crt_file.display()))?;
+        pem.push(b'\n');
+        pem.extend(
+            std::fs::read(key_file)
+                .with_context(|| format!("tls.key_file: cannot read {}", key_file.display()))?,
+        );
+        let identity = reqwest::Identity::from_pem(&pem).with_context(|| {
+            format!(
+                "tls.crt_file, tls.key_file: {} and {} are not a PEM certificate and unencrypted key",
+                crt_file.display(),
+                key_file.display()
+            )
+        })?;
+        builder = builder.identity(identity);
+    }
+    Ok(builder)
 }
 
 /// Whether an answer with this status is worth trying again: 408, 429 and 5xx.

@@ -17,6 +17,7 @@ pub mod http;
 pub mod http_client;
 pub mod kafka;
 pub mod local_store;
+pub mod loki;
 pub mod search;
 
 use auditflow_core::component::{Catalog, ComponentSpec};
@@ -37,4 +38,5 @@ pub fn register(catalog: &mut Catalog) {
         local_store::TYPE_NAME,
         ComponentSpec::Sink(local_store::parse),
     );
+    catalog.register(loki::TYPE_NAME, ComponentSpec::Sink(loki::parse));
 }

@@ -77,6 +77,21 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+impl Credentials {
+    /// The value of the `Authorization` header that carries them.
+    pub fn authorization(&self) -> String {
+        use base64::Engine as _;
+        match self {
+            Credentials::Basic { user, password } => format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            ),
+            Credentials::Bearer(token) => format!("Bearer {token}"),
+            Credentials::ApiKey(token) => format!("ApiKey {token}"),
+        }
+    }
+}
+
 impl AuthOptions {
     /// The credentials, or errors naming `FIELD.OPTION` (`auth.password`) for
     /// what the strategy needs and is missing, or what it does not take.

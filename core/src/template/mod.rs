@@ -372,14 +372,18 @@ fn field_path(path: &str) -> FieldPath {
 /// The event's own time (an audit event's `stageTimestamp`, else
 /// `requestReceivedTimestamp`; an alert's `time`), or now for an event that has none.
 pub fn event_time(event: &Event) -> DateTime<Utc> {
-    let time = match &event.payload {
+    own_time(event).unwrap_or_else(Utc::now)
+}
+
+/// The event's own time, if it has one (see [`event_time`]).
+pub fn own_time(event: &Event) -> Option<DateTime<Utc>> {
+    match &event.payload {
         Payload::Audit(audit) => audit.header().event_time(),
         Payload::Alert(alert) => DateTime::parse_from_rfc3339(&alert.time)
             .ok()
             .map(|time| time.with_timezone(&Utc)),
         Payload::Record(_) => None,
-    };
-    time.unwrap_or_else(Utc::now)
+    }
 }
 
 /// Writes the value at `path`; `false` when the event has none. `value` keeps

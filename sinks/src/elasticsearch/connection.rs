@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use auditflow_core::config::{AuthOptions, Credentials, OptionError, TlsOptions};
-use base64::Engine as _;
 use opensearch::auth::ClientCertificate;
 use opensearch::cert::{Certificate, CertificateValidation};
 use opensearch::http::headers::{HeaderMap, HeaderValue, AUTHORIZATION};
@@ -101,15 +100,10 @@ impl ClusterConnection {
     /// The `Authorization` header of the credentials (set as a header so that a
     /// client certificate can go with it).
     fn authorization(&self) -> anyhow::Result<Option<HeaderValue>> {
-        let text = match &self.credentials {
-            None => return Ok(None),
-            Some(Credentials::Basic { user, password }) => format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-            ),
-            Some(Credentials::Bearer(token)) => format!("Bearer {token}"),
-            Some(Credentials::ApiKey(token)) => format!("ApiKey {token}"),
+        let Some(credentials) = &self.credentials else {
+            return Ok(None);
         };
+        let text = credentials.authorization();
         let mut value = HeaderValue::from_str(&text)
             .context("auth: the credentials hold a character an HTTP header cannot carry")?;
         value.set_sensitive(true);

@@ -30,6 +30,7 @@ use auditflow_sinks::local_store::read::{
     sorted_counts, AlertFilter, EventFilter, Field, Store, StoredAlert, StoredEvent, TimeRange,
 };
 use auditflow_sinks::local_store::{self, store_dir};
+use auditflow_sinks::loki::{self, search::LokiStore, CheckedLoki};
 use auditflow_sinks::search::SearchableStore;
 use chrono::{DateTime, Utc};
 
@@ -38,13 +39,13 @@ use crate::validate;
 /// Options of `auditflow query`.
 #[derive(Debug, clap::Args)]
 pub struct QueryArgs {
-    /// The pipeline whose store is searched (its local_store or elasticsearch sink).
+    /// The pipeline whose store is searched (its local_store, elasticsearch or loki sink).
     #[arg(long, short, default_value = "pipeline.toml")]
     pub config: PathBuf,
     /// The pipeline's data directory (default: data_dir of --config).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// The id of the store sink (local_store or elasticsearch), when the pipeline has several.
+    /// The id of the store sink (local_store, elasticsearch or loki), when the pipeline has several.
     #[arg(long)]
     pub store: Option<String>,
     /// An Elasticsearch/OpenSearch node to search, without a pipeline (`http://127.0.0.1:9200`).
@@ -326,20 +327,27 @@ fn open_store(args: &QueryArgs) -> anyhow::Result<Option<Box<dyn SearchableStore
         return Ok(None);
     };
     let (id, type_name) = store_sink(&config, args)?;
+    let options = config
+        .components
+        .iter()
+        .find(|c| c.id == id)
+        .and_then(|c| match &c.config {
+            ComponentConfig::Sink(sink) => sink.as_any(),
+            _ => None,
+        });
     if type_name == elasticsearch::TYPE_NAME {
-        let checked = config
-            .components
-            .iter()
-            .find(|c| c.id == id)
-            .and_then(|c| match &c.config {
-                ComponentConfig::Sink(sink) => sink.as_any(),
-                _ => None,
-            })
+        let checked = options
             .and_then(|any| any.downcast_ref::<CheckedElasticsearch>())
             .with_context(|| format!("sinks.{id} is not an elasticsearch sink"))?;
         let (events, alerts) = checked.patterns();
         let store = ElasticsearchStore::open(&checked.connection, &events, &alerts)?;
         return Ok(Some(Box::new(store)));
+    }
+    if type_name == loki::TYPE_NAME {
+        let checked = options
+            .and_then(|any| any.downcast_ref::<CheckedLoki>())
+            .with_context(|| format!("sinks.{id} is not a loki sink"))?;
+        return Ok(Some(Box::new(LokiStore::open(checked)?)));
     }
     let data_dir = args.data_dir.clone().unwrap_or(config.data_dir.clone());
     Ok(Some(Box::new(Store::open(&store_dir(&data_dir, &id))?)))
@@ -351,7 +359,12 @@ fn store_sink(config: &PipelineConfig, args: &QueryArgs) -> anyhow::Result<(Stri
         .components
         .iter()
         .filter(|c| {
-            [local_store::TYPE_NAME, elasticsearch::TYPE_NAME].contains(&c.type_name.as_str())
+            [
+                local_store::TYPE_NAME,
+                elasticsearch::TYPE_NAME,
+                loki::TYPE_NAME,
+            ]
+            .contains(&c.type_name.as_str())
         })
         .map(|c| (c.id.clone(), c.type_name.clone()))
         .collect();
@@ -368,12 +381,12 @@ fn store_sink(config: &PipelineConfig, args: &QueryArgs) -> anyhow::Result<(Stri
             .find(|(store, _)| store == id)
             .cloned()
             .with_context(|| match stores.is_empty() {
-                true => format!("{} has no store sink named {id}: it has no local_store or elasticsearch sink", args.config.display()),
+                true => format!("{} has no store sink named {id}: it has no local_store, elasticsearch or loki sink", args.config.display()),
                 false => format!("{} has no store sink named {id}; its store sinks: {}", args.config.display(), ids()),
             }),
         (None, [only]) => Ok(only.clone()),
         (None, []) => anyhow::bail!(
-            "{} has no store sink (local_store or elasticsearch): add one, or give the store with --data-dir DIR --store ID or --endpoint URL",
+            "{} has no store sink (local_store, elasticsearch or loki): add one, or give the store with --data-dir DIR --store ID or --endpoint URL",
             args.config.display()
         ),
         (None, _) => anyhow::bail!(

@@ -31,6 +31,7 @@
 
 pub mod labels;
 pub mod push;
+pub mod search;
 #[cfg(test)]
 mod tests;
 
@@ -314,6 +315,10 @@ impl SinkConfig for CheckedLoki {
     fn build(&self, context: SinkContext) -> anyhow::Result<ComponentTask> {
         let sink = LokiSink::new(self, &context)?;
         Ok(Box::pin(run_batched(sink, self.batch, context)))
+    }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
     }
 }
 

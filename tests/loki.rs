@@ -290,3 +290,53 @@ fn query_answers_through_logsql_as_the_local_store_does() {
         assert_eq!(ask("grafana"), local, "{question:?}");
     }
 }
+
+#[test]
+fn validate_warns_of_a_label_over_a_many_valued_field() {
+    let workspace = Workspace::new();
+    let config = workspace.config(
+        "[sources.in]\ntype = \"stdin\"\n[sinks.loki]\ntype = \"loki\"\ninputs = [\"in\"]\nendpoint = \"http://127.0.0.1:3100\"\nlabels = { job = \"audit\", user = \"{{ user.username }}\" }\n",
+    );
+    let output = std::process::Command::new(common::binary())
+        .args(["validate", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run validate");
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("labels.user reads user.username"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_grafana_dashboard_selects_streams_by_the_default_labels_only() {
+    let text = std::fs::read_to_string(
+        common::repository_dir().join("examples/grafana/auditflow-audit.json"),
+    )
+    .expect("the dashboard");
+    let dashboard: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let labels = ["job", "cluster", "verb", "stage", "resource"];
+    let panels = dashboard["panels"].as_array().expect("panels");
+    assert!(panels.len() >= 5);
+    for panel in panels {
+        let expr = panel["targets"][0]["expr"].as_str().expect("a query");
+        let selector = expr
+            .split_once('{')
+            .and_then(|(_, rest)| rest.split_once('}'))
+            .map(|(inside, _)| inside)
+            .expect("a stream selector");
+        for matcher in selector.split(',') {
+            let name = matcher
+                .trim()
+                .split(['=', '!', '~'])
+                .next()
+                .unwrap_or_default();
+            assert!(
+                labels.contains(&name),
+                "{expr}: `{name}` is not a default label"
+            );
+        }
+    }
+}

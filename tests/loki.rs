@@ -340,3 +340,25 @@ fn the_grafana_dashboard_selects_streams_by_the_default_labels_only() {
         }
     }
 }
+
+#[test]
+fn json_pushes_gzipped_or_not_and_text_lines_are_stored_too() {
+    let workspace = Workspace::new();
+    let input = generate(&["--count", "500", "--seed", "43"]);
+    for (name, options) in [
+        ("gzip", "compression = \"gzip\""),
+        ("plain", "compression = \"none\""),
+        ("text", "encoding = \"text\""),
+    ] {
+        let cluster = unique_cluster(name);
+        ship(
+            &workspace,
+            &format!("cluster = \"{cluster}\"\n{options}"),
+            &input,
+        );
+        let entries = query(&format!("{{cluster=\"{cluster}\"}}"));
+        assert_eq!(entries.len(), 500, "{name}");
+        let line = entries[0]["_msg"].as_str().unwrap_or_default();
+        assert_eq!(line.starts_with('{'), name != "text", "{name}: {line}");
+    }
+}

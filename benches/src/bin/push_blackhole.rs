@@ -25,17 +25,20 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| "127.0.0.1:3199".to_string());
     let totals = Arc::new(Totals::default());
     let counted = totals.clone();
-    let app = axum::Router::new().route(
-        "/loki/api/v1/push",
-        post(move |body: Bytes| {
-            let totals = counted.clone();
-            async move {
-                totals.requests.fetch_add(1, Ordering::Relaxed);
-                totals.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
-                StatusCode::NO_CONTENT
-            }
-        }),
-    );
+    let app = axum::Router::new()
+        .route(
+            "/loki/api/v1/push",
+            post(move |body: Bytes| {
+                let totals = counted.clone();
+                async move {
+                    totals.requests.fetch_add(1, Ordering::Relaxed);
+                    totals.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+                    StatusCode::NO_CONTENT
+                }
+            }),
+        )
+        // A push is as large as the sink's batch.max_bytes compressed: no limit here.
+        .layer(axum::extract::DefaultBodyLimit::disable());
     let listener = tokio::net::TcpListener::bind(&address).await?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     axum::serve(listener, app)

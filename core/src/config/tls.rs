@@ -42,6 +42,17 @@ fn verify_by_default() -> bool {
 }
 
 impl TlsOptions {
+    /// For a client that takes only unencrypted keys (the HTTP sinks'):
+    /// refuses `key_pass`, naming the way out.
+    pub fn check_unencrypted_key(&self, field: &str, errors: &mut Vec<OptionError>) {
+        if self.key_pass.is_some() {
+            errors.push(OptionError::new(
+                format!("{field}.key_pass"),
+                "is not supported by this sink: give key_file as an unencrypted PEM key (openssl pkey -in KEY -out PLAIN)",
+            ));
+        }
+    }
+
     /// Checks that the options go together; errors name `FIELD.OPTION` (`tls.key_file`).
     pub fn check(&self, field: &str, errors: &mut Vec<OptionError>) {
         match (&self.crt_file, &self.key_file) {

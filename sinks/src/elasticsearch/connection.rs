@@ -61,12 +61,7 @@ impl ClusterConnection {
         };
         if let Some(tls) = tls {
             tls.check("tls", &mut errors);
-            if tls.key_pass.is_some() {
-                errors.push(OptionError::new(
-                    "tls.key_pass",
-                    "is not supported by this sink: give key_file as an unencrypted PEM key (openssl pkey -in KEY -out PLAIN)",
-                ));
-            }
+            tls.check_unencrypted_key("tls", &mut errors);
         }
         if errors.is_empty() {
             Ok(ClusterConnection {

@@ -148,9 +148,7 @@ fn bool_query(range: &TimeRange, terms: Vec<(&str, Value)>) -> Value {
 }
 
 fn rfc3339_micros(micros: i64) -> String {
-    chrono::DateTime::<chrono::Utc>::from_timestamp_micros(micros)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    crate::local_store::partition::format_micros(micros)
 }
 
 /// The query of the audit events `filter` selects in `range`.

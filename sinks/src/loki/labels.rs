@@ -21,14 +21,21 @@ use auditflow_core::template::Template;
 
 /// The fields whose values are too many for a label; `validate` warns when a
 /// label template reads one.
-pub const HIGH_CARDINALITY_FIELDS: [&str; 6] = [
+pub const HIGH_CARDINALITY_FIELDS: [&str; 9] = [
     "user.username",
+    "user.uid",
+    "impersonatedUser.username",
     "objectRef.name",
+    "objectRef.uid",
     "auditID",
     "sourceIPs",
     "requestURI",
-    "objectRef.uid",
+    "userAgent",
 ];
+
+/// The longest label value Loki takes by default (`max_label_value_length`);
+/// a longer one goes to structured metadata for that entry.
+pub const MAX_LABEL_VALUE: usize = 2048;
 
 /// One entry's labels and metadata, rendered.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -37,7 +44,8 @@ pub struct Rendered {
     pub labels: BTreeMap<String, String>,
     /// Structured metadata name to value, sorted by name.
     pub metadata: BTreeMap<String, String>,
-    /// Template fields the event did not have.
+    /// Label template fields the event did not have (their `default`, or
+    /// `none`, was used).
     pub missing_fields: usize,
 }
 
@@ -81,13 +89,15 @@ impl Labeller {
         let mut rendered = Rendered::default();
         for (name, template) in &self.metadata {
             let (value, result) = template.render_to_string(event);
-            rendered.missing_fields += result.missing;
-            rendered.metadata.insert(name.clone(), value);
+            // A field the event lacks is left out (its fallback text is not a value).
+            if result.missing == 0 && !value.is_empty() {
+                rendered.metadata.insert(name.clone(), value);
+            }
         }
         for (name, template) in &self.labels {
             let (value, result) = template.render_to_string(event);
             rendered.missing_fields += result.missing;
-            if self.guard.admits(name, &value, newly_refused) {
+            if value.len() <= MAX_LABEL_VALUE && self.guard.admits(name, &value, newly_refused) {
                 rendered.labels.insert(name.clone(), value);
             } else {
                 rendered.metadata.insert(name.clone(), value);
@@ -119,12 +129,12 @@ impl CardinalityGuard {
     }
 }
 
-/// Whether a label name is valid in Loki: `[a-zA-Z_][a-zA-Z0-9_]*`.
+/// Whether a name is valid for a label or metadata: `[a-zA-Z][a-zA-Z0-9_]*`
+/// (Loki's label names, without the leading `_` that Loki and VictoriaLogs
+/// keep for their own fields: `__name__`, `_msg`, `_time`, `_stream`).
 pub fn is_label_name(name: &str) -> bool {
     let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 

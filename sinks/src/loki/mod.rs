@@ -4,7 +4,8 @@
 //! **Each event is one entry**: its JSON as received, byte for byte (or a
 //! `text` line), at the event's own time (`stageTimestamp`, else
 //! `requestReceivedTimestamp`; an alert's `time`), never the time it arrived;
-//! an event without one is refused (counted as `timestamp_missing`). Its
+//! an event without one is refused (counted as `timestamp_missing`; an
+//! `errors` record, which has none, goes at its arrival time). Its
 //! **labels** ([`labels`]) are templates over the event with few values
 //! (`job`, `verb`, `stage`, `resource`, the `cluster`); the many-valued
 //! fields (`auditID`, `user`, `namespace`, `name`, `code`) go to structured
@@ -195,14 +196,7 @@ pub fn check(options: &toml::Table) -> Result<CheckedLoki, Vec<OptionError>> {
     let config: LokiConfig = parse_options(options)?;
     let mut errors = Vec::new();
     let url = parse_url("endpoint", &config.endpoint)
-        .and_then(|base| {
-            base.join(&config.path).map_err(|error| {
-                OptionError::new(
-                    "path",
-                    format!("`{}` is not a URL path: {error}", config.path),
-                )
-            })
-        })
+        .and_then(|base| push_url(&base, &config.path))
         .map_err(|error| errors.push(error))
         .ok();
     let headers = headers(&config, &mut errors);
@@ -217,6 +211,17 @@ pub fn check(options: &toml::Table) -> Result<CheckedLoki, Vec<OptionError>> {
         .clone()
         .unwrap_or_else(default_metadata);
     let metadata = templates("structured_metadata", &metadata, false, &mut errors);
+    if labels.len() > MAX_LABELS {
+        errors.push(OptionError::new("labels", format!("has {} labels; Loki takes at most {MAX_LABELS} a stream: move some to structured_metadata", labels.len())));
+    }
+    for (name, _) in &labels {
+        if metadata.iter().any(|(other, _)| other == name) {
+            errors.push(OptionError::new(
+                format!("structured_metadata.{name}"),
+                "is also a label: give one of them another name",
+            ));
+        }
+    }
     if no_labels {
         errors.push(OptionError::new(
             "labels",
@@ -228,9 +233,7 @@ pub fn check(options: &toml::Table) -> Result<CheckedLoki, Vec<OptionError>> {
     }
     if let Some(tls) = &config.tls {
         tls.check("tls", &mut errors);
-        if tls.key_pass.is_some() {
-            errors.push(OptionError::new("tls.key_pass", "is not supported by this sink: give key_file as an unencrypted PEM key (openssl pkey -in KEY -out PLAIN)"));
-        }
+        tls.check_unencrypted_key("tls", &mut errors);
     }
     let batch = config.batch.or(default_batch());
     batch.check(&mut errors);
@@ -248,6 +251,27 @@ pub fn check(options: &toml::Table) -> Result<CheckedLoki, Vec<OptionError>> {
     }
 }
 
+/// The push URL: `path` (with its query string) after the endpoint's own
+/// path, so a server behind a gateway at `https://gw/loki-a` keeps its prefix.
+pub(crate) fn push_url(base: &Url, path: &str) -> Result<Url, OptionError> {
+    if !path.starts_with('/') {
+        return Err(OptionError::new(
+            "path",
+            format!("`{path}` must begin with /"),
+        ));
+    }
+    let (path, query) = path
+        .split_once('?')
+        .map_or((path, None), |(p, q)| (p, Some(q)));
+    let mut url = base.clone();
+    url.set_path(&format!("{}{path}", base.path().trim_end_matches('/')));
+    url.set_query(query);
+    Ok(url)
+}
+
+/// The most labels a stream may have in Loki by default (`max_label_names_per_series`).
+const MAX_LABELS: usize = 15;
+
 fn headers(config: &LokiConfig, errors: &mut Vec<OptionError>) -> HeaderMap {
     let mut headers = HeaderMap::new();
     if let Some(tenant) = &config.tenant_id {
@@ -262,6 +286,12 @@ fn headers(config: &LokiConfig, errors: &mut Vec<OptionError>) -> HeaderMap {
         }
     }
     if let Some(auth) = &config.auth {
+        if auth.strategy == auditflow_core::config::auth::AuthStrategy::ApiKey {
+            errors.push(OptionError::new(
+                "auth.strategy",
+                "Loki takes \"basic\" or \"bearer\" credentials, not an API key",
+            ));
+        }
         match auth.credentials("auth") {
             Ok(credentials) => match HeaderValue::from_str(&credentials.authorization()) {
                 Ok(mut value) => {
@@ -336,20 +366,25 @@ struct LokiSink {
     encoding: LineEncoding,
     compression: PushCompression,
     labeller: Labeller,
+    /// Warnings about events refused for their time, at most one a minute.
+    timeless: auditflow_core::throttle::Throttle,
 }
 
 impl LokiSink {
     fn new(checked: &CheckedLoki, context: &SinkContext) -> anyhow::Result<LokiSink> {
         let config = &checked.config;
         let mut headers = checked.headers.clone();
-        let (content_type, encoding) = match config.compression {
-            PushCompression::Snappy => ("application/x-protobuf", Some("snappy")),
-            PushCompression::Gzip => ("application/json", Some("gzip")),
-            PushCompression::None => ("application/json", None),
+        // Protobuf bodies are snappy *block* compressed, which Loki reads
+        // without a Content-Encoding; JSON bodies may be gzipped.
+        let content_type = match config.compression {
+            PushCompression::Snappy => "application/x-protobuf",
+            PushCompression::Gzip | PushCompression::None => "application/json",
         };
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-        if let (Some(encoding), PushCompression::Gzip) = (encoding, config.compression) {
-            headers.insert(CONTENT_ENCODING, HeaderValue::from_static(encoding));
+        if config.compression == PushCompression::Gzip {
+            if let Some(encoding) = crate::http_client::Compression::Gzip.content_encoding() {
+                headers.insert(CONTENT_ENCODING, HeaderValue::from_static(encoding));
+            }
         }
         Ok(LokiSink {
             client: HttpClient::with_tls(config.request, &context.id, config.tls.as_ref())?,
@@ -362,6 +397,7 @@ impl LokiSink {
                 checked.metadata.clone(),
                 config.max_label_values,
             ),
+            timeless: auditflow_core::throttle::Throttle::new(Duration::from_secs(60)),
         })
     }
 
@@ -385,14 +421,23 @@ impl BatchedSink for LokiSink {
     fn prepare(&mut self, event: Event, context: &SinkContext) -> Option<(Self::Item, usize)> {
         let time = match (&event.payload, own_time(&event)) {
             (_, Some(time)) => time,
+            // An `errors` record routed here has no time of its own.
             (auditflow_core::event::Payload::Record(_), None) => chrono::Utc::now(),
             (_, None) => {
-                tracing::warn!(component_id = %context.id, "an event without stageTimestamp or requestReceivedTimestamp is not pushed: Loki orders entries by their time");
+                if let Some(more) = self.timeless.allow() {
+                    tracing::warn!(component_id = %context.id, also = more, "an event without stageTimestamp or requestReceivedTimestamp is not pushed: Loki orders entries by their time");
+                }
                 context.failed(vec![event], BatchStatus::Rejected, "timestamp_missing");
                 return None;
             }
         };
-        let time_nanos = time.timestamp_nanos_opt().unwrap_or(0);
+        let Some(time_nanos) = time.timestamp_nanos_opt() else {
+            if let Some(more) = self.timeless.allow() {
+                tracing::warn!(component_id = %context.id, also = more, "an event whose time is outside 1677-2262 is not pushed (Loki counts nanoseconds in 64 bits)");
+            }
+            context.failed(vec![event], BatchStatus::Rejected, "timestamp_out_of_range");
+            return None;
+        };
         let line = match self.encoding {
             LineEncoding::Json => {
                 let mut json = Vec::new();

@@ -47,15 +47,22 @@ impl LokiStore {
     /// The store of a checked `loki` sink; an error when its server is not
     /// VictoriaLogs (the only query API built).
     pub fn open(checked: &CheckedLoki) -> anyhow::Result<LokiStore> {
-        if !checked.config.path.starts_with("/insert/") {
+        if !is_victorialogs(checked) {
             anyhow::bail!(
                 "`auditflow query` searches a loki sink through VictoriaLogs' LogsQL (its path begins with /insert/); querying Grafana Loki through LogQL is not built yet: use Grafana Explore"
             );
         }
-        let url = checked
-            .url
-            .join("/select/logsql/query")
-            .context("the query URL")?;
+        if checked.config.encoding != super::LineEncoding::Json
+            || !checked.config.path.contains("disable_message_parsing=1")
+        {
+            anyhow::bail!(
+                "`auditflow query` reads the events back from their lines: give the loki sink encoding = \"json\" and a path with ?disable_message_parsing=1 (VictoriaLogs then keeps each line as it came)"
+            );
+        }
+        let base = crate::http_client::parse_url("endpoint", &checked.config.endpoint)
+            .map_err(|error| anyhow::anyhow!("{}: {}", error.field, error.message))?;
+        let url = super::push_url(&base, "/select/logsql/query")
+            .map_err(|error| anyhow::anyhow!("{}: {}", error.field, error.message))?;
         let mut builder = reqwest::Client::builder().timeout(QUERY_TIMEOUT);
         if let Some(tls) = &checked.config.tls {
             builder = crate::http_client::with_tls(builder, tls)?;
@@ -73,8 +80,15 @@ impl LokiStore {
         })
     }
 
-    /// The LogsQL query of a time range and exact field filters, newest first.
-    fn logsql(&self, range: &TimeRange, filters: &[(&str, Option<String>)]) -> String {
+    /// The LogsQL query of a time range, exact field filters and more
+    /// (`extra`, LogsQL filters), newest first when `sorted`.
+    fn logsql(
+        &self,
+        range: &TimeRange,
+        filters: &[(&str, Option<String>)],
+        extra: &str,
+        sorted: bool,
+    ) -> String {
         let mut query = self.streams.clone();
         if range.from.is_some() || range.to.is_some() {
             let from = range
@@ -88,7 +102,11 @@ impl LokiStore {
                 query.push_str(&format!(" {name}:={}", quoted(value)));
             }
         }
-        query.push_str(" | sort by (_time desc) | fields _msg");
+        query.push_str(extra);
+        if sorted {
+            query.push_str(" | sort by (_time desc)");
+        }
+        query.push_str(" | fields _msg");
         query
     }
 
@@ -118,22 +136,33 @@ impl LokiStore {
             }
             let mut response = response;
             let mut pending = Vec::new();
-            while let Some(chunk) = response
-                .chunk()
-                .await
-                .context("reading the query's answer")?
-            {
-                pending.extend_from_slice(&chunk);
+            let mut done = false;
+            while !done {
+                let chunk = response
+                    .chunk()
+                    .await
+                    .context("reading the query's answer")?;
+                match &chunk {
+                    Some(chunk) => pending.extend_from_slice(chunk),
+                    // The last line may end without a newline.
+                    None => {
+                        pending.push(b'\n');
+                        done = true;
+                    }
+                }
                 while let Some(end) = memchr::memchr(b'\n', &pending) {
                     let line: Vec<u8> = pending.drain(..=end).collect();
-                    let entry: serde_json::Value = match serde_json::from_slice(&line) {
-                        Ok(entry) => entry,
-                        Err(_) => continue,
+                    if line.iter().all(u8::is_ascii_whitespace) {
+                        continue;
+                    }
+                    let message = serde_json::from_slice::<serde_json::Value>(&line)
+                        .ok()
+                        .and_then(|entry| entry["_msg"].as_str().map(str::to_string));
+                    let Some(message) = message else {
+                        continue;
                     };
-                    if let Some(message) = entry["_msg"].as_str() {
-                        if visit(message).is_break() {
-                            return Ok(());
-                        }
+                    if visit(&message).is_break() {
+                        return Ok(());
                     }
                 }
             }
@@ -145,6 +174,7 @@ impl LokiStore {
         &mut self,
         range: &TimeRange,
         filter: &EventFilter,
+        sorted: bool,
         visit: &mut dyn FnMut(StoredEvent) -> ControlFlow<()>,
     ) -> anyhow::Result<()> {
         let query = self.logsql(
@@ -160,9 +190,16 @@ impl LokiStore {
                     filter.code.map(|code| code.to_string()),
                 ),
             ],
+            "",
+            sorted,
         );
-        self.each_line(&query, &mut |line| {
+        let mut unreadable = 0u64;
+        let searched = self.each_line(&query, &mut |line| {
             let Ok(event) = AuditEvent::parse(line) else {
+                // An alert, or a line that is not an event.
+                if serde_json::from_str::<Alert>(line).is_err() {
+                    unreadable += 1;
+                }
                 return ControlFlow::Continue(());
             };
             let header = event.header();
@@ -173,7 +210,13 @@ impl LokiStore {
                 return ControlFlow::Continue(());
             }
             visit(StoredEvent { time, event })
-        })
+        });
+        if unreadable > 0 {
+            self.problems.push(format!(
+                "{unreadable} lines of the sink's streams are neither audit events nor alerts; they are not in the results"
+            ));
+        }
+        searched
     }
 }
 
@@ -216,9 +259,12 @@ fn quoted(value: &str) -> String {
 }
 
 fn rfc3339(micros: i64) -> String {
-    chrono::DateTime::<chrono::Utc>::from_timestamp_micros(micros)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    crate::local_store::partition::format_micros(micros)
+}
+
+/// Whether a loki sink pushes to VictoriaLogs (the only server `query` reads).
+pub fn is_victorialogs(checked: &CheckedLoki) -> bool {
+    checked.config.path.starts_with("/insert/")
 }
 
 fn in_range(range: &TimeRange, time: i64) -> bool {
@@ -253,12 +299,12 @@ impl SearchableStore for LokiStore {
         filter: &EventFilter,
         visit: &mut dyn FnMut(StoredEvent) -> ControlFlow<()>,
     ) -> anyhow::Result<()> {
-        self.events(range, filter, visit)
+        self.events(range, filter, true, visit)
     }
 
     fn count_events(&mut self, range: &TimeRange, filter: &EventFilter) -> anyhow::Result<u64> {
         let mut total = 0;
-        self.events(range, filter, &mut |_| {
+        self.events(range, filter, false, &mut |_| {
             total += 1;
             ControlFlow::Continue(())
         })?;
@@ -272,7 +318,7 @@ impl SearchableStore for LokiStore {
         field: Field,
     ) -> anyhow::Result<Vec<(String, u64)>> {
         let mut counts = BTreeMap::new();
-        self.events(range, filter, &mut |stored| {
+        self.events(range, filter, false, &mut |stored| {
             for value in field.values_of(stored.event.header()) {
                 *counts.entry(value).or_insert(0u64) += 1;
             }
@@ -287,7 +333,8 @@ impl SearchableStore for LokiStore {
         filter: &AlertFilter,
         visit: &mut dyn FnMut(StoredAlert) -> ControlFlow<()>,
     ) -> anyhow::Result<()> {
-        let query = self.logsql(range, &[]);
+        // Alerts are the lines with a `"rule":` (Falco's JSON form).
+        let query = self.logsql(range, &[], r#" ~"\"rule\":""#, false);
         let mut alerts = Vec::new();
         self.each_line(&query, &mut |line| {
             let Ok(alert) = serde_json::from_str::<Alert>(line) else {

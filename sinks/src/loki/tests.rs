@@ -151,3 +151,54 @@ fn a_label_past_its_value_limit_moves_to_metadata_for_good() {
     assert_eq!(refused.len(), 1, "warned once");
     assert_eq!(again.labels.get("job").map(String::as_str), Some("audit"));
 }
+
+#[test]
+fn an_endpoints_own_path_is_kept_before_the_push_path() {
+    let checked = check(&table(
+        "endpoint = \"https://gw.example.com/loki-a/\"\npath = \"/insert/loki/api/v1/push?disable_message_parsing=1\"",
+    ))
+    .expect("valid");
+    assert_eq!(
+        checked.url.as_str(),
+        "https://gw.example.com/loki-a/insert/loki/api/v1/push?disable_message_parsing=1"
+    );
+}
+
+#[test]
+fn names_are_labels_or_metadata_and_not_the_servers_own() {
+    let errors = check(&table(
+        "endpoint = \"http://a\"\nlabels = { job = \"x\", user = \"{{ user.username }}\", _msg = \"y\" }\nstructured_metadata = { user = \"{{ user.username }}\" }\nauth = { strategy = \"api_key\", token = \"t\" }",
+    ))
+    .expect_err("invalid");
+    let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        ["auth.strategy", "labels._msg", "structured_metadata.user"]
+    );
+}
+
+#[test]
+fn a_missing_field_leaves_no_metadata_and_a_real_none_stays() {
+    let template = |text: &str| Template::parse(text).expect("template");
+    let mut labeller = Labeller::new(
+        vec![("job".to_string(), template("audit"))],
+        vec![
+            ("user".to_string(), template("{{ user.username }}")),
+            ("name".to_string(), template("{{ objectRef.name }}")),
+        ],
+        100,
+    );
+    let rendered = labeller.render(&audit("none"), &mut Vec::new());
+    assert_eq!(
+        rendered.metadata.get("user").map(String::as_str),
+        Some("none")
+    );
+    assert!(
+        !rendered.metadata.contains_key("name"),
+        "the event has no name"
+    );
+    assert_eq!(
+        rendered.missing_fields, 0,
+        "metadata fields are not counted"
+    );
+}

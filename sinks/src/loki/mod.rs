@@ -206,10 +206,12 @@ pub fn check(options: &toml::Table) -> Result<CheckedLoki, Vec<OptionError>> {
         .unwrap_or_else(|| default_labels(config.cluster.as_deref()));
     let no_labels = labels.is_empty();
     let labels = templates("labels", &labels, true, &mut errors);
-    let metadata = config
-        .structured_metadata
-        .clone()
-        .unwrap_or_else(default_metadata);
+    // The default metadata leaves out what the labels already carry.
+    let metadata = config.structured_metadata.clone().unwrap_or_else(|| {
+        let mut metadata = default_metadata();
+        metadata.retain(|name, _| !labels.iter().any(|(label, _)| label == name));
+        metadata
+    });
     let metadata = templates("structured_metadata", &metadata, false, &mut errors);
     if labels.len() > MAX_LABELS {
         errors.push(OptionError::new("labels", format!("has {} labels; Loki takes at most {MAX_LABELS} a stream: move some to structured_metadata", labels.len())));

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use common::opensearch::{count, indices, ok, sink_options, unique_prefix};
 use common::{
-    binary, delivered, falco_traces, generate, http_get, metric, repository_dir, start_logged,
-    terminate, wait_exit, wait_for, Workspace,
+    binary, delivered, falco_traces, generate, http_get, metric, start_logged, terminate,
+    wait_exit, wait_for, Workspace,
 };
 
 /// Runs `auditflow run --once` on `input` with an `elasticsearch` sink `search`
@@ -461,89 +461,23 @@ fn a_pipeline_killed_mid_stream_resumes_and_stores_nothing_twice() {
 fn alerts_are_stored_in_their_index_and_query_answers_as_the_local_store_does() {
     let workspace = Workspace::new();
     let prefix = unique_prefix("readme");
-    let port = common::free_port();
-    let default = std::fs::read_to_string(repository_dir().join("pipeline.toml"))
-        .expect("the default pipeline");
-    let data_dir = workspace.path("data");
-    let config = default
-        .replace(
-            "data_dir = \"./data\"",
-            &format!("data_dir = \"{}\"", data_dir.display()),
-        )
-        .replace(
-            "${AUDITFLOW_API_ADDRESS:-127.0.0.1:8686}",
-            &format!("127.0.0.1:{port}"),
-        )
-        .replace(
-            "./data/errors.ndjson",
-            &data_dir.join("errors.ndjson").display().to_string(),
-        )
-        .replace(
-            "examples/",
-            &format!("{}/examples/", repository_dir().display()),
-        )
-        + &format!(
-            "\n[sinks.search]\ntype = \"elasticsearch\"\ninputs = [\"detect\", \"notable\"]\n{}",
+    let config_path = common::run_default_pipeline_with(
+        &workspace,
+        &format!(
+            "[sinks.search]\ntype = \"elasticsearch\"\ninputs = [\"detect\", \"notable\"]\n{}",
             sink_options(&prefix)
-        );
-    let config_path = workspace.path("pipeline.toml");
-    std::fs::write(&config_path, config).expect("write the pipeline");
-    let status = Command::new(binary())
-        .args(["run", "--once", "--config"])
-        .arg(&config_path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .status()
-        .expect("run the pipeline");
-    assert!(status.success());
+        ),
+    );
     common::opensearch::refresh(&format!("{prefix}-*"));
     assert_eq!(
         count(&format!("{prefix}-alerts-*")),
         62,
         "the sample's notable alerts"
     );
-    let questions: [&[&str]; 6] = [
-        &[
-            "--verb",
-            "delete",
-            "--namespace",
-            "production",
-            "--since",
-            "48h",
-        ],
-        &["--alerts", "--since", "48h", "--group-by", "rule"],
-        &["--alerts", "--since", "48h"],
-        &["--since", "48h", "--verb", "delete", "--group-by", "user"],
-        &["--code", "403", "--group-by", "user"],
-        &["--count", "--resource", "secrets"],
-    ];
+    let mut questions = common::README_QUESTIONS.to_vec();
+    questions.push(&["--code", "403", "--group-by", "user"]);
+    common::assert_stores_answer_alike(&workspace, &config_path, "store", "search", &questions);
     let config_arg = config_path.display().to_string();
-    for question in questions {
-        let ask = |store: &str| {
-            let mut args = vec!["--config", &config_arg, "--store", store];
-            args.extend_from_slice(question);
-            query(&workspace, &args).0
-        };
-        let local = ask("store");
-        assert!(
-            local.lines().count() > 1 || question.contains(&"--count"),
-            "{question:?}: {local}"
-        );
-        let searched = ask("search");
-        if searched != local {
-            std::fs::write(workspace.path("local.txt"), &local).expect("write");
-            std::fs::write(workspace.path("searched.txt"), &searched).expect("write");
-            let diff = Command::new("diff")
-                .arg(workspace.path("local.txt"))
-                .arg(workspace.path("searched.txt"))
-                .output()
-                .expect("run diff");
-            panic!(
-                "{question:?}: the two stores answer differently:\n{}",
-                String::from_utf8_lossy(&diff.stdout)
-            );
-        }
-    }
     let (who, _) = query(
         &workspace,
         &[

@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::time::Duration;
 
 use common::opensearch::{count, sink_options, unique_prefix};
@@ -30,23 +29,8 @@ fn the_node_stopped_mid_stream_loses_nothing_and_stores_nothing_twice() {
     ));
     // 40,000 events appended to the audit log over about 20 seconds.
     let input = generate(&["--count", "40000", "--seed", "31"]);
-    let chunks: Vec<Vec<u8>> = input
-        .split_inclusive(|&b| b == b'\n')
-        .collect::<Vec<_>>()
-        .chunks(1000)
-        .map(|chunk| chunk.concat())
-        .collect();
     let _pipeline = KillOnDrop(start_logged(&workspace, &config));
-    let writer = std::thread::spawn(move || {
-        let mut log = std::fs::OpenOptions::new()
-            .append(true)
-            .open(log_path)
-            .expect("open the audit log");
-        for chunk in chunks {
-            log.write_all(&chunk).expect("append to the audit log");
-            std::thread::sleep(Duration::from_millis(500));
-        }
-    });
+    let writer = common::append_in_chunks(log_path, &input, 1000, Duration::from_millis(500));
     wait_for(
         Duration::from_secs(60),
         "the stream to reach the node",

@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 use common::kafka::{bootstrap, create_topic, sidecar_config, unique_topic};
@@ -55,25 +54,12 @@ path = "{dir}/out.ndjson"
 
     // 50,000 events written to the audit log over about 25 seconds, in steps.
     let input = generate(&["--count", "50000", "--seed", "21"]);
-    let lines: Vec<&[u8]> = input.split_inclusive(|&b| b == b'\n').collect();
     let log_path = workspace.path("audit.log");
     std::fs::write(&log_path, b"").expect("create the audit log");
     let mut sidecar_process = KillOnDrop(start_logged_as(&workspace, &sidecar, "sidecar"));
     let mut aggregator_process = KillOnDrop(start_logged_as(&workspace, &aggregator, "aggregator"));
-    let writer = {
-        let chunks: Vec<Vec<u8>> = lines.chunks(1000).map(|chunk| chunk.concat()).collect();
-        let log_path = log_path.clone();
-        std::thread::spawn(move || {
-            let mut log = std::fs::OpenOptions::new()
-                .append(true)
-                .open(log_path)
-                .expect("open the audit log");
-            for chunk in chunks {
-                log.write_all(&chunk).expect("append to the audit log");
-                std::thread::sleep(Duration::from_millis(500));
-            }
-        })
-    };
+    let writer =
+        common::append_in_chunks(log_path.clone(), &input, 1000, Duration::from_millis(500));
     wait_for(
         Duration::from_secs(60),
         "the stream to flow through Kafka",

@@ -227,68 +227,21 @@ fn events_out_of_order_and_without_a_time_have_a_clear_outcome() {
 fn query_answers_through_logsql_as_the_local_store_does() {
     let workspace = Workspace::new();
     let cluster = unique_cluster("readme");
-    let port = common::free_port();
-    let repository = common::repository_dir();
-    let default =
-        std::fs::read_to_string(repository.join("pipeline.toml")).expect("the default pipeline");
-    let data_dir = workspace.path("data");
-    let config = default
-        .replace("data_dir = \"./data\"", &format!("data_dir = \"{}\"", data_dir.display()))
-        .replace("${AUDITFLOW_API_ADDRESS:-127.0.0.1:8686}", &format!("127.0.0.1:{port}"))
-        .replace("./data/errors.ndjson", &data_dir.join("errors.ndjson").display().to_string())
-        .replace("examples/", &format!("{}/examples/", repository.display()))
-        + &format!(
-            "\n[sinks.grafana]\ntype = \"loki\"\ninputs = [\"detect\", \"notable\"]\nendpoint = \"{}\"\npath = \"/insert/loki/api/v1/push?disable_message_parsing=1\"\ncluster = \"{cluster}\"\n",
+    let config = common::run_default_pipeline_with(
+        &workspace,
+        &format!(
+            "[sinks.grafana]\ntype = \"loki\"\ninputs = [\"detect\", \"notable\"]\nendpoint = \"{}\"\npath = \"/insert/loki/api/v1/push?disable_message_parsing=1\"\ncluster = \"{cluster}\"\n",
             endpoint()
-        );
-    let config_path = workspace.path("pipeline.toml");
-    std::fs::write(&config_path, config).expect("write the pipeline");
-    let status = std::process::Command::new(common::binary())
-        .args(["run", "--once", "--config"])
-        .arg(&config_path)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("run the pipeline");
-    assert!(status.success());
+        ),
+    );
     get("/internal/force_flush");
-    let config_arg = config_path.display().to_string();
-    let questions: [&[&str]; 5] = [
-        &[
-            "--verb",
-            "delete",
-            "--namespace",
-            "production",
-            "--since",
-            "48h",
-        ],
-        &["--alerts", "--since", "48h", "--group-by", "rule"],
-        &["--alerts", "--since", "48h"],
-        &["--since", "48h", "--verb", "delete", "--group-by", "user"],
-        &["--count", "--resource", "secrets"],
-    ];
-    for question in questions {
-        let ask = |store: &str| {
-            let mut args = vec!["query", "--config", &config_arg, "--store", store];
-            args.extend_from_slice(question);
-            let output = std::process::Command::new(common::binary())
-                .args(&args)
-                .output()
-                .expect("run query");
-            assert!(
-                output.status.success(),
-                "{question:?}: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            String::from_utf8_lossy(&output.stdout).into_owned()
-        };
-        let local = ask("store");
-        assert!(
-            local.lines().count() > 1 || question.contains(&"--count"),
-            "{question:?}: {local}"
-        );
-        assert_eq!(ask("grafana"), local, "{question:?}");
-    }
+    common::assert_stores_answer_alike(
+        &workspace,
+        &config,
+        "store",
+        "grafana",
+        &common::README_QUESTIONS,
+    );
 }
 
 #[test]

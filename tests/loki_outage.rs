@@ -54,23 +54,8 @@ fn the_server_stopped_mid_stream_loses_nothing() {
         endpoint()
     ));
     let input = generate(&["--count", "20000", "--seed", "37"]);
-    let chunks: Vec<Vec<u8>> = input
-        .split_inclusive(|&b| b == b'\n')
-        .collect::<Vec<_>>()
-        .chunks(1000)
-        .map(|chunk| chunk.concat())
-        .collect();
     let _pipeline = KillOnDrop(start_logged(&workspace, &config));
-    let writer = std::thread::spawn(move || {
-        let mut log = std::fs::OpenOptions::new()
-            .append(true)
-            .open(log_path)
-            .expect("open the log");
-        for chunk in chunks {
-            log.write_all(&chunk).expect("append");
-            std::thread::sleep(Duration::from_millis(400));
-        }
-    });
+    let writer = common::append_in_chunks(log_path, &input, 1000, Duration::from_millis(400));
     wait_for(
         Duration::from_secs(60),
         "the stream to reach the server",

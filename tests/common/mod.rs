@@ -355,3 +355,133 @@ impl Drop for RestartOnDrop {
         }
     }
 }
+
+/// Runs the default pipeline (`pipeline.toml`: the bundled sample, its
+/// detection and its local store `store`) once in the workspace, with
+/// `extra_sinks` (TOML) added; returns its configuration's path.
+pub fn run_default_pipeline_with(workspace: &Workspace, extra_sinks: &str) -> PathBuf {
+    let repository = repository_dir();
+    let default =
+        std::fs::read_to_string(repository.join("pipeline.toml")).expect("the default pipeline");
+    let data_dir = workspace.path("data");
+    let config = default
+        .replace(
+            "data_dir = \"./data\"",
+            &format!("data_dir = \"{}\"", data_dir.display()),
+        )
+        .replace(
+            "${AUDITFLOW_API_ADDRESS:-127.0.0.1:8686}",
+            &format!("127.0.0.1:{}", free_port()),
+        )
+        .replace(
+            "./data/errors.ndjson",
+            &data_dir.join("errors.ndjson").display().to_string(),
+        )
+        .replace("examples/", &format!("{}/examples/", repository.display()))
+        + "\n"
+        + extra_sinks;
+    let path = workspace.path("pipeline.toml");
+    std::fs::write(&path, config).expect("write the pipeline");
+    let status = Command::new(binary())
+        .args(["run", "--once", "--config"])
+        .arg(&path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .expect("run the pipeline");
+    assert!(status.success(), "the default pipeline failed");
+    path
+}
+
+/// The README's questions (and a few more) to ask two stores of the default pipeline.
+pub const README_QUESTIONS: [&[&str]; 5] = [
+    &[
+        "--verb",
+        "delete",
+        "--namespace",
+        "production",
+        "--since",
+        "48h",
+    ],
+    &["--alerts", "--since", "48h", "--group-by", "rule"],
+    &["--alerts", "--since", "48h"],
+    &["--since", "48h", "--verb", "delete", "--group-by", "user"],
+    &["--count", "--resource", "secrets"],
+];
+
+/// Asks each question of the store sinks `local` and `other` of `config`;
+/// panics with a diff where they answer differently.
+pub fn assert_stores_answer_alike(
+    workspace: &Workspace,
+    config: &Path,
+    local: &str,
+    other: &str,
+    questions: &[&[&str]],
+) {
+    let config = config.display().to_string();
+    for question in questions {
+        let ask = |store: &str| {
+            let mut args = vec!["query", "--config", config.as_str(), "--store", store];
+            args.extend_from_slice(question);
+            let output = Command::new(binary())
+                .args(&args)
+                .output()
+                .expect("run auditflow query");
+            assert!(
+                output.status.success(),
+                "{question:?} of {store}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            String::from_utf8_lossy(&output.stdout).into_owned()
+        };
+        let expected = ask(local);
+        assert!(
+            expected.lines().count() > 1 || question.contains(&"--count"),
+            "{question:?}: {expected}"
+        );
+        let answered = ask(other);
+        if answered != expected {
+            let (left, right) = (
+                workspace.path("expected.txt"),
+                workspace.path("answered.txt"),
+            );
+            std::fs::write(&left, &expected).expect("write");
+            std::fs::write(&right, &answered).expect("write");
+            let diff = Command::new("diff")
+                .arg(&left)
+                .arg(&right)
+                .output()
+                .expect("run diff");
+            panic!(
+                "{question:?}: {local} and {other} answer differently:\n{}",
+                String::from_utf8_lossy(&diff.stdout)
+            );
+        }
+    }
+}
+
+/// Appends `input` to the file at `path` `lines` lines at a time, `pause`
+/// apart, on a thread of its own (an apiserver writing its audit log).
+pub fn append_in_chunks(
+    path: PathBuf,
+    input: &[u8],
+    lines: usize,
+    pause: Duration,
+) -> std::thread::JoinHandle<()> {
+    let chunks: Vec<Vec<u8>> = input
+        .split_inclusive(|&b| b == b'\n')
+        .collect::<Vec<_>>()
+        .chunks(lines)
+        .map(|chunk| chunk.concat())
+        .collect();
+    std::thread::spawn(move || {
+        let mut log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .expect("open the log");
+        for chunk in chunks {
+            log.write_all(&chunk).expect("append to the log");
+            std::thread::sleep(pause);
+        }
+    })
+}

@@ -634,33 +634,17 @@ pub fn with_tls(
     if !tls.verify {
         builder = builder.danger_accept_invalid_certs(true);
     }
-    if let Some(ca_file) = &tls.ca_file {
-        let pem = std::fs::read(ca_file)
-            .with_context(|| format!("tls.ca_file: cannot read {}", ca_file.display()))?;
-        for certificate in reqwest::Certificate::from_pem_bundle(&pem).with_context(|| {
-            format!(
-                "tls.ca_file: {} holds no PEM certificate",
-                ca_file.display()
-            )
-        })? {
+    if let Some(pem) = tls.read_ca_pem()? {
+        for certificate in reqwest::Certificate::from_pem_bundle(&pem)
+            .context("tls.ca_file holds no PEM certificate")?
+        {
             builder = builder.add_root_certificate(certificate);
         }
     }
-    if let (Some(crt_file), Some(key_file)) = (&tls.crt_file, &tls.key_file) {
-        let mut pem = std::fs::read(crt_file)
-            .with_context(|| format!("tls.crt_file: cannot read {}", crt_file.display()))?;
-        pem.push(b'\n');
-        pem.extend(
-            std::fs::read(key_file)
-                .with_context(|| format!("tls.key_file: cannot read {}", key_file.display()))?,
-        );
-        let identity = reqwest::Identity::from_pem(&pem).with_context(|| {
-            format!(
-                "tls.crt_file, tls.key_file: {} and {} are not a PEM certificate and unencrypted key",
-                crt_file.display(),
-                key_file.display()
-            )
-        })?;
+    if let Some(pem) = tls.read_identity_pem()? {
+        let identity = reqwest::Identity::from_pem(&pem).context(
+            "tls.crt_file and tls.key_file are not a PEM certificate and an unencrypted key",
+        )?;
         builder = builder.identity(identity);
     }
     Ok(builder)

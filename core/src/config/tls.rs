@@ -42,6 +42,36 @@ fn verify_by_default() -> bool {
 }
 
 impl TlsOptions {
+    /// The CA certificates of `ca_file` (PEM), if it is set; an error names
+    /// the option and the file.
+    pub fn read_ca_pem(&self) -> anyhow::Result<Option<Vec<u8>>> {
+        use anyhow::Context as _;
+        let Some(ca_file) = &self.ca_file else {
+            return Ok(None);
+        };
+        let pem = std::fs::read(ca_file)
+            .with_context(|| format!("tls.ca_file: cannot read {}", ca_file.display()))?;
+        Ok(Some(pem))
+    }
+
+    /// The client certificate followed by its key (PEM, one text, as the
+    /// HTTP clients take an identity), if both are set; an error names the
+    /// option and the file.
+    pub fn read_identity_pem(&self) -> anyhow::Result<Option<Vec<u8>>> {
+        use anyhow::Context as _;
+        let (Some(crt_file), Some(key_file)) = (&self.crt_file, &self.key_file) else {
+            return Ok(None);
+        };
+        let mut pem = std::fs::read(crt_file)
+            .with_context(|| format!("tls.crt_file: cannot read {}", crt_file.display()))?;
+        pem.push(b'\n');
+        pem.extend(
+            std::fs::read(key_file)
+                .with_context(|| format!("tls.key_file: cannot read {}", key_file.display()))?,
+        );
+        Ok(Some(pem))
+    }
+
     /// For a client that takes only unencrypted keys (the HTTP sinks'):
     /// refuses `key_pass`, naming the way out.
     pub fn check_unencrypted_key(&self, field: &str, errors: &mut Vec<OptionError>) {

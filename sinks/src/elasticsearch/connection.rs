@@ -109,25 +109,12 @@ impl ClusterConnection {
 fn with_tls(mut builder: TransportBuilder, tls: &TlsOptions) -> anyhow::Result<TransportBuilder> {
     if !tls.verify {
         builder = builder.cert_validation(CertificateValidation::None);
-    } else if let Some(ca_file) = &tls.ca_file {
-        let pem = std::fs::read(ca_file)
-            .with_context(|| format!("tls.ca_file: cannot read {}", ca_file.display()))?;
-        let certificate = Certificate::from_pem(&pem).with_context(|| {
-            format!(
-                "tls.ca_file: {} holds no PEM certificate",
-                ca_file.display()
-            )
-        })?;
+    } else if let Some(pem) = tls.read_ca_pem()? {
+        let certificate =
+            Certificate::from_pem(&pem).context("tls.ca_file holds no PEM certificate")?;
         builder = builder.cert_validation(CertificateValidation::Full(certificate));
     }
-    if let (Some(crt_file), Some(key_file)) = (&tls.crt_file, &tls.key_file) {
-        let mut pem = std::fs::read(crt_file)
-            .with_context(|| format!("tls.crt_file: cannot read {}", crt_file.display()))?;
-        pem.push(b'\n');
-        pem.extend(
-            std::fs::read(key_file)
-                .with_context(|| format!("tls.key_file: cannot read {}", key_file.display()))?,
-        );
+    if let Some(pem) = tls.read_identity_pem()? {
         builder = builder.auth(opensearch::auth::Credentials::Certificate(
             ClientCertificate::Pem(pem),
         ));
